@@ -1,0 +1,42 @@
+//! Shared pieces of the Snoozebot examples: printing results as a table.
+
+use snoozebot_core::{BatchResults, InstanceInfo};
+
+/// Prints one row per instance: id, name, state before, state after, mode or error.
+pub fn print_state_changes(
+    before: &[InstanceInfo],
+    results: &BatchResults,
+    after: &[InstanceInfo],
+) {
+    let header = ["INSTANCE", "NAME", "BEFORE", "AFTER"];
+    println!(
+        "{:<12} {:<12} {:<10} {:<10} MODE / ERROR",
+        header[0], header[1], header[2], header[3]
+    );
+    for (id, result) in results {
+        let name = before
+            .iter()
+            .find(|info| &info.id == id)
+            .and_then(|info| info.name.clone())
+            .unwrap_or_default();
+        let previous = before
+            .iter()
+            .find(|info| &info.id == id)
+            .map_or("-", |info| info.state.as_str());
+        let now = after
+            .iter()
+            .find(|info| &info.id == id)
+            .map_or("-", |info| info.state.as_str());
+        let outcome = match result {
+            Ok(change) => change
+                .mode
+                .map_or_else(|| "-".to_owned(), |mode| mode.to_string()),
+            Err(error) => format!("error: {error}"),
+        };
+        println!(
+            "{:<12} {:<12} {previous:<10} {now:<10} {outcome}",
+            id.as_str(),
+            name
+        );
+    }
+}

@@ -1,0 +1,444 @@
+//! [`PluginManager`]: providers by name — registered, discovered, loaded, listed and unloaded.
+//!
+//! A provider is registered with a factory that builds it (in-process); loading builds it once,
+//! with a timeout and retries, and later loads hand out the same instance until it is unloaded.
+//! Two loads of one name at the same time build it once. Out-of-process plugins (feature
+//! `plugin`) come through the same API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::middleware::RetryConfig;
+use crate::model::ProviderInfo;
+use crate::provider::CloudProvider;
+
+/// Builds a provider when it is loaded. Implemented for every
+/// `Fn() -> impl Future<Output = Result<P>>` where `P: CloudProvider`.
+///
+/// Capture the provider's configuration in the closure; the factory runs again after each
+/// unload, and again when a load attempt fails with a retryable error.
+pub trait ProviderFactory: Send + Sync + 'static {
+    /// Builds a new provider.
+    fn build(&self) -> BoxFuture<'static, Result<Arc<dyn CloudProvider>>>;
+}
+
+impl<F, Fut, P> ProviderFactory for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<P>> + Send + 'static,
+    P: CloudProvider + 'static,
+{
+    fn build(&self) -> BoxFuture<'static, Result<Arc<dyn CloudProvider>>> {
+        let building = self();
+        Box::pin(async move { Ok(Arc::new(building.await?) as Arc<dyn CloudProvider>) })
+    }
+}
+
+/// Where a provider runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// In this process, built by a registered [`ProviderFactory`].
+    InProcess,
+    /// In a plugin executable of its own, spoken to over gRPC.
+    Executable,
+}
+
+/// Whether a loaded provider answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Health {
+    /// Ready for calls.
+    Serving,
+    /// Loaded but not answering.
+    NotServing {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A provider that could be loaded, as [`PluginManager::discover`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DiscoveredProvider {
+    /// The name it is loaded by.
+    pub name: String,
+    /// Where it runs.
+    pub kind: ProviderKind,
+    /// The executable, for out-of-process plugins.
+    pub path: Option<std::path::PathBuf>,
+    /// Whether it is loaded now.
+    pub loaded: bool,
+}
+
+/// A loaded provider, as [`PluginManager::list`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LoadedProvider {
+    /// The name it was loaded by.
+    pub name: String,
+    /// Where it runs.
+    pub kind: ProviderKind,
+    /// What the provider says about itself.
+    pub info: ProviderInfo,
+    /// Whether it answers.
+    pub health: Health,
+    /// When it was loaded.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// How hard to try when loading a provider.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// The time limit for one attempt to build (or start) the provider. Default 30 s.
+    pub timeout: Duration,
+    /// Attempts in all and the backoff between them; only retryable failures (a timeout, an
+    /// unavailable service) are tried again. Default: 3 attempts, 200 ms doubling up to 5 s.
+    pub retry: RetryConfig,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            timeout: Duration::from_secs(30),
+            retry: RetryConfig::default()
+                .with_max_attempts(3)
+                .with_backoff(Duration::from_millis(200), Duration::from_secs(5)),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Sets the time limit per attempt.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the number of attempts in all (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.retry = self.retry.with_max_attempts(attempts);
+        self
+    }
+}
+
+#[derive(Clone)]
+struct Loaded {
+    provider: Arc<dyn CloudProvider>,
+    loaded_at: DateTime<Utc>,
+}
+
+enum Source {
+    InProcess(Arc<dyn ProviderFactory>),
+}
+
+impl Source {
+    fn kind(&self) -> ProviderKind {
+        match self {
+            Source::InProcess(_) => ProviderKind::InProcess,
+        }
+    }
+
+    async fn build(&self) -> Result<Arc<dyn CloudProvider>> {
+        match self {
+            Source::InProcess(factory) => factory.build().await,
+        }
+    }
+}
+
+struct Entry {
+    source: Arc<Source>,
+    /// Filled once by the first successful load; replaced by an empty cell on unload.
+    slot: Arc<OnceCell<Loaded>>,
+}
+
+/// Hosts providers by name: in-process ones built by registered factories, and (feature
+/// `plugin`) out-of-process plugin executables.
+///
+/// ```
+/// use snoozebot_core::{PluginManager, ErrorKind};
+/// # use snoozebot_core::*;
+/// # #[derive(Debug)] struct Fleet;
+/// # #[async_trait]
+/// # impl CloudProvider for Fleet {
+/// #     fn info(&self) -> ProviderInfo { ProviderInfo::new("fleet", "1", "1", Capabilities::new([StopMode::Stop])) }
+/// #     async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> { Err(Error::not_found(id.as_str())) }
+/// #     async fn list_instances(&self, _: &InstanceFilter) -> Result<Vec<InstanceInfo>> { Ok(vec![]) }
+/// #     async fn stop_instance(&self, id: &InstanceId, _: &StopOptions) -> Result<StateChange> { Err(Error::not_found(id.as_str())) }
+/// #     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> { Err(Error::not_found(id.as_str())) }
+/// # }
+///
+/// # tokio_test(async {
+/// let manager = PluginManager::new();
+/// manager.register("fleet", || async { Ok(Fleet) })?;
+///
+/// let fleet = manager.load("fleet").await?;
+/// assert_eq!(fleet.info().name, "fleet");
+///
+/// let err = manager.load("gcp").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert!(err.message().contains("known: fleet"));
+/// # Ok::<(), snoozebot_core::Error>(())
+/// # });
+/// # fn tokio_test<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub struct PluginManager {
+    entries: Mutex<BTreeMap<String, Entry>>,
+    load_options: LoadOptions,
+}
+
+impl fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.entries().keys().cloned().collect();
+        f.debug_struct("PluginManager")
+            .field("providers", &names)
+            .field("load_options", &self.load_options)
+            .finish()
+    }
+}
+
+impl Default for PluginManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PluginManager {
+    /// An empty manager with default [`LoadOptions`].
+    pub fn new() -> Self {
+        Self::with_load_options(LoadOptions::default())
+    }
+
+    /// An empty manager whose loads use `options` unless told otherwise.
+    pub fn with_load_options(options: LoadOptions) -> Self {
+        PluginManager {
+            entries: Mutex::new(BTreeMap::new()),
+            load_options: options,
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        // Nothing is left half-updated under this lock, so a poisoned one is still consistent.
+        match self.entries.lock() {
+            Ok(entries) => entries,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Registers an in-process provider under `name`, built by `factory` when first loaded.
+    ///
+    /// Names are 1 to 64 characters of `a-z`, `0-9`, `-` and `_` (they also name plugin
+    /// executables, `snoozebot-plugin-<name>`). A bad or taken name is
+    /// [`ErrorKind::InvalidArgument`].
+    pub fn register(&self, name: impl Into<String>, factory: impl ProviderFactory) -> Result<()> {
+        let name = name.into();
+        validate_name(&name)?;
+        let mut entries = self.entries();
+        if entries.contains_key(&name) {
+            return Err(Error::invalid_argument(format!(
+                "a provider named {name:?} is already registered"
+            )));
+        }
+        entries.insert(
+            name,
+            Entry {
+                source: Arc::new(Source::InProcess(Arc::new(factory))),
+                slot: Arc::new(OnceCell::new()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Every provider that could be loaded, and whether it is.
+    pub async fn discover(&self) -> Result<Vec<DiscoveredProvider>> {
+        Ok(self
+            .entries()
+            .iter()
+            .map(|(name, entry)| DiscoveredProvider {
+                name: name.clone(),
+                kind: entry.source.kind(),
+                path: None,
+                loaded: entry.slot.initialized(),
+            })
+            .collect())
+    }
+
+    /// Loads `name` with the manager's [`LoadOptions`]; see [`load_with`](Self::load_with).
+    pub async fn load(&self, name: &str) -> Result<Arc<dyn CloudProvider>> {
+        self.load_with(name, &self.load_options.clone()).await
+    }
+
+    /// Loads `name`, or returns it if already loaded; concurrent loads of one name build it once.
+    ///
+    /// Each attempt is limited to `options.timeout`; retryable failures are tried again with
+    /// backoff. An unknown name is [`ErrorKind::NotFound`], naming the known ones.
+    pub async fn load_with(
+        &self,
+        name: &str,
+        options: &LoadOptions,
+    ) -> Result<Arc<dyn CloudProvider>> {
+        let (source, slot) = {
+            let entries = self.entries();
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| unknown_name(name, &entries))?;
+            (Arc::clone(&entry.source), Arc::clone(&entry.slot))
+        };
+        let loaded = slot
+            .get_or_try_init(|| build_with_retries(name, &source, options))
+            .await?;
+        Ok(Arc::clone(&loaded.provider))
+    }
+
+    /// The loaded provider `name`: [`ErrorKind::NotFound`] if unknown or not loaded.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn CloudProvider>> {
+        let entries = self.entries();
+        let entry = entries
+            .get(name)
+            .ok_or_else(|| unknown_name(name, &entries))?;
+        entry
+            .slot
+            .get()
+            .map(|loaded| Arc::clone(&loaded.provider))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "provider {name:?} is registered but not loaded; load it first"
+                ))
+            })
+    }
+
+    /// The loaded providers, with what they say about themselves and whether they answer.
+    pub async fn list(&self) -> Vec<LoadedProvider> {
+        let loaded: Vec<_> = self
+            .entries()
+            .iter()
+            .filter_map(|(name, entry)| {
+                let loaded = entry.slot.get()?.clone();
+                Some((name.clone(), entry.source.kind(), loaded))
+            })
+            .collect();
+        loaded
+            .into_iter()
+            .map(|(name, kind, loaded)| LoadedProvider {
+                name,
+                kind,
+                info: loaded.provider.info(),
+                health: Health::Serving,
+                loaded_at: loaded.loaded_at,
+            })
+            .collect()
+    }
+
+    /// Unloads `name`: later loads build it anew. Unloading what is not loaded does nothing;
+    /// an unknown name is [`ErrorKind::NotFound`].
+    ///
+    /// Callers still holding the provider keep a working handle to it until they drop it.
+    pub async fn unload(&self, name: &str) -> Result<()> {
+        let previous = {
+            let mut entries = self.entries();
+            let known = unknown_name(name, &entries);
+            let entry = entries.get_mut(name).ok_or(known)?;
+            std::mem::replace(&mut entry.slot, Arc::new(OnceCell::new()))
+        };
+        if previous.initialized() {
+            tracing::info!(provider = name, "unloaded");
+        }
+        Ok(())
+    }
+
+    /// Unloads every provider.
+    pub async fn shutdown(&self) {
+        let names: Vec<String> = self.entries().keys().cloned().collect();
+        for name in names {
+            // Only a name removed meanwhile can fail here, and then there is nothing to unload.
+            let _ = self.unload(&name).await;
+        }
+    }
+}
+
+async fn build_with_retries(name: &str, source: &Source, options: &LoadOptions) -> Result<Loaded> {
+    let mut attempt = 1;
+    loop {
+        let result = match tokio::time::timeout(options.timeout, source.build()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "loading provider {name:?} took longer than {:?}",
+                    options.timeout
+                ),
+            )),
+        };
+        match result {
+            Ok(provider) => {
+                tracing::info!(provider = name, attempt, "loaded");
+                return Ok(Loaded {
+                    provider,
+                    loaded_at: DateTime::<Utc>::from(std::time::SystemTime::now()),
+                });
+            }
+            Err(error) if error.is_retryable() && attempt < options.retry.max_attempts => {
+                let delay = options.retry.backoff_ceiling(attempt);
+                tracing::warn!(provider = name, attempt, error = %error, ?delay, "load failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if name.is_empty() || name.len() > 64 || !valid_chars {
+        return Err(Error::invalid_argument(format!(
+            "provider name {name:?} is not valid: use 1 to 64 characters of a-z, 0-9, '-' and '_'"
+        )));
+    }
+    Ok(())
+}
+
+fn unknown_name(name: &str, entries: &BTreeMap<String, Entry>) -> Error {
+    let known: Vec<&str> = entries.keys().map(String::as_str).collect();
+    let known = if known.is_empty() {
+        "none registered".to_owned()
+    } else {
+        format!("known: {}", known.join(", "))
+    };
+    Error::not_found(format!("unknown provider {name:?}; {known}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "AWS", "a b", "../evil", &"x".repeat(65)] {
+            assert_eq!(
+                validate_name(bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+        for good in ["aws", "my-cloud_2"] {
+            assert!(validate_name(good).is_ok());
+        }
+    }
+}

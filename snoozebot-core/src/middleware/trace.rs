@@ -1,0 +1,114 @@
+//! One tracing span per provider call: provider, operation, instance id, attempts, outcome and
+//! latency.
+
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::{ProviderRequest, ProviderResponse};
+use crate::error::{Error, Result};
+
+/// Wraps each call in a `snoozebot.call` span and records how it ended.
+///
+/// Span fields: `provider`, `operation`, `instance_id` (single-instance calls), `batch_size`
+/// (batch calls), `attempts` (recorded by the retry layer, when there is one), `outcome` (`ok` or the
+/// [`ErrorKind`](crate::ErrorKind) name) and `latency_ms`. A failed call also logs one event at
+/// `WARN` with the error.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+    provider: String,
+}
+
+impl<S> Trace<S> {
+    /// Traces calls on `inner`, naming them after `provider`.
+    pub fn new(inner: S, provider: impl Into<String>) -> Self {
+        Trace {
+            inner,
+            provider: provider.into(),
+        }
+    }
+}
+
+impl<S> Service<ProviderRequest> for Trace<S>
+where
+    S: Service<ProviderRequest, Response = ProviderResponse, Error = Error>,
+    S::Future: Send + 'static,
+{
+    type Response = ProviderResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ProviderResponse>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ProviderRequest) -> Self::Future {
+        let batch_size = match &request {
+            ProviderRequest::StopInstances(items, _) | ProviderRequest::StartInstances(items) => {
+                Some(items.pending_ids().len())
+            }
+            _ => None,
+        };
+        let span = tracing::info_span!(
+            "snoozebot.call",
+            provider = %self.provider,
+            operation = request.operation(),
+            instance_id = request.instance_id().map(|id| id.as_str()),
+            batch_size,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        let call = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = call.await;
+                let span = tracing::Span::current();
+                let micros = started.elapsed().as_micros() as f64;
+                span.record("latency_ms", micros / 1000.0);
+                match &result {
+                    Ok(_) => {
+                        span.record("outcome", "ok");
+                    }
+                    Err(error) => {
+                        span.record("outcome", error.kind().as_str());
+                        tracing::warn!(error = %error, "provider call failed");
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Applies [`Trace`].
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    provider: String,
+}
+
+impl TraceLayer {
+    /// Names the spans after `provider`.
+    pub fn new(provider: impl Into<String>) -> Self {
+        TraceLayer {
+            provider: provider.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace::new(inner, self.provider.clone())
+    }
+}

@@ -1,0 +1,200 @@
+//! The [`CloudProvider`] trait every cloud implements, and [`CloudProviderExt`], the waiters
+//! built on top of it for every provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo, StateChange, StopOptions,
+};
+
+/// How many single calls the default batch methods run at once.
+pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
+
+/// One result per id of a batch call, in the order the ids were given.
+pub type BatchResults = Vec<(InstanceId, Result<StateChange>)>;
+
+/// A cloud that can list, stop and start instances.
+///
+/// Implement the five required methods; the batch methods have defaults that run single calls
+/// with bounded concurrency ([`DEFAULT_BATCH_CONCURRENCY`]). A cloud with a batch API (EC2)
+/// overrides them. Waiters come for free from [`CloudProviderExt`].
+///
+/// Contract every implementation keeps (the testkit's conformance suite checks it):
+/// - ids in a provider-specific bad format fail with [`ErrorKind::InvalidArgument`] before
+///   any API call; unknown ids with [`ErrorKind::NotFound`];
+/// - stop and start are idempotent: stopping a stopped instance is `Ok` with
+///   `previous == current`;
+/// - a stop mode not in [`Capabilities::stop_modes`](crate::Capabilities::stop_modes) is
+///   [`ErrorKind::Unsupported`];
+/// - every native error is mapped to an [`ErrorKind`], the native code kept in the message;
+/// - the provider does not retry by itself: retries belong to the middleware
+///   ([`ProviderBuilder::retry`](crate::ProviderBuilder::retry)).
+#[async_trait]
+pub trait CloudProvider: Send + Sync + std::fmt::Debug {
+    /// Who this provider is and what it supports.
+    fn info(&self) -> ProviderInfo;
+
+    /// Describes one instance.
+    async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo>;
+
+    /// Lists the instances that match `filter`, across all pages.
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>>;
+
+    /// Stops one instance as `opts` say. Stopping a stopped instance is `Ok` and changes nothing.
+    async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange>;
+
+    /// Starts one instance. Starting a running instance is `Ok` and changes nothing.
+    async fn start_instance(&self, id: &InstanceId) -> Result<StateChange>;
+
+    /// Stops many instances: one result per id, in the order given. A failing id does not keep
+    /// the others from being stopped.
+    async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
+        stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let result = self.stop_instance(&id, opts).await;
+                (id, result)
+            })
+            .buffered(DEFAULT_BATCH_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// Starts many instances: one result per id, in the order given. A failing id does not keep
+    /// the others from being started.
+    async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
+        stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let result = self.start_instance(&id).await;
+                (id, result)
+            })
+            .buffered(DEFAULT_BATCH_CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
+/// A shared provider is a provider: `Arc<dyn CloudProvider>` is what builders and managers
+/// hand out.
+#[async_trait]
+impl<P: CloudProvider + ?Sized> CloudProvider for Arc<P> {
+    fn info(&self) -> ProviderInfo {
+        (**self).info()
+    }
+
+    async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
+        (**self).get_instance(id).await
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
+        (**self).list_instances(filter).await
+    }
+
+    async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
+        (**self).stop_instance(id, opts).await
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
+        (**self).start_instance(id).await
+    }
+
+    async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
+        (**self).stop_instances(ids, opts).await
+    }
+
+    async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
+        (**self).start_instances(ids).await
+    }
+}
+
+/// The first pause between two polls of [`CloudProviderExt::wait_for_state`].
+pub const WAIT_INITIAL_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest pause between two polls of [`CloudProviderExt::wait_for_state`].
+pub const WAIT_MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Waiters for every [`CloudProvider`]; implemented for all of them, never by hand.
+///
+/// ```
+/// use std::time::Duration;
+/// use snoozebot_core::{CloudProvider, CloudProviderExt, InstanceId, InstanceState, StopOptions};
+///
+/// async fn snooze(provider: &dyn CloudProvider, id: &InstanceId) -> snoozebot_core::Result<()> {
+///     let info = provider
+///         .stop_and_wait(id, &StopOptions::default(), Duration::from_secs(300))
+///         .await?;
+///     assert_eq!(info.state, InstanceState::Stopped);
+///     Ok(())
+/// }
+/// ```
+#[async_trait]
+pub trait CloudProviderExt: CloudProvider {
+    /// Polls the instance until it is in `target`, with a growing pause between polls
+    /// ([`WAIT_INITIAL_INTERVAL`] doubling up to [`WAIT_MAX_INTERVAL`]).
+    ///
+    /// Fails with [`ErrorKind::Timeout`] naming the last state seen when `timeout` passes, and
+    /// with [`ErrorKind::InvalidState`] at once when `target` became unreachable (waiting for
+    /// `Running` on a terminated instance). Errors from `get_instance` end the wait.
+    async fn wait_for_state(
+        &self,
+        id: &InstanceId,
+        target: InstanceState,
+        timeout: Duration,
+    ) -> Result<InstanceInfo> {
+        let deadline = Instant::now() + timeout;
+        let mut interval = WAIT_INITIAL_INTERVAL;
+        loop {
+            let info = self.get_instance(id).await?;
+            if info.state == target {
+                return Ok(info);
+            }
+            if !info.state.can_reach(target) {
+                return Err(Error::invalid_state(format!(
+                    "instance {id} is {} ({}) and can no longer become {target}",
+                    info.state, info.raw_state
+                )));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "instance {id} did not become {target} within {timeout:?}; last seen {} ({})",
+                        info.state, info.raw_state
+                    ),
+                ));
+            }
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 2).min(WAIT_MAX_INTERVAL);
+        }
+    }
+
+    /// Stops the instance and waits until it is stopped (or suspended, for
+    /// [`StopMode::Suspend`](crate::StopMode::Suspend)).
+    async fn stop_and_wait(
+        &self,
+        id: &InstanceId,
+        opts: &StopOptions,
+        timeout: Duration,
+    ) -> Result<InstanceInfo> {
+        let change = self.stop_instance(id, opts).await?;
+        let target = match change.current {
+            InstanceState::Suspending | InstanceState::Suspended => InstanceState::Suspended,
+            _ => InstanceState::Stopped,
+        };
+        self.wait_for_state(id, target, timeout).await
+    }
+
+    /// Starts the instance and waits until it is running.
+    async fn start_and_wait(&self, id: &InstanceId, timeout: Duration) -> Result<InstanceInfo> {
+        self.start_instance(id).await?;
+        self.wait_for_state(id, InstanceState::Running, timeout)
+            .await
+    }
+}
+
+impl<P: CloudProvider + ?Sized> CloudProviderExt for P {}
