@@ -40,3 +40,8 @@ pub fn print_state_changes(
         );
     }
 }
+
+/// The code in the top-level README, compiled and run as a doc test so it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
