@@ -1,0 +1,86 @@
+//! The tracing layer through the public API.
+//!
+//! This test has a binary of its own: `tracing` caches per call site whether anyone listens,
+//! and a test running at the same time without a subscriber could make the cached answer "no".
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use snoozebot_core::middleware::{RetryPolicy, Rng};
+use snoozebot_core::{ErrorKind, InstanceId, ProviderBuilder, RetryConfig};
+use snoozebot_testkit::{MockOperation, MockProvider};
+
+/// A jitter source that never waits.
+struct NoJitter;
+
+impl Rng for NoJitter {
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+}
+
+fn id(s: &str) -> InstanceId {
+    InstanceId::new(s).unwrap()
+}
+
+/// A `tracing` writer that keeps what was written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fleet = MockProvider::fleet(1);
+    fleet.fail_next(MockOperation::Get, 1, ErrorKind::Unavailable);
+    let provider = ProviderBuilder::new(Arc::new(fleet.clone()))
+        .tracing()
+        .retry_policy(RetryPolicy::new(RetryConfig::default()).with_rng(NoJitter))
+        .build();
+    provider.get_instance(&id("mock-0000")).await.unwrap();
+    let err = provider.get_instance(&id("mock-0404")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let closes: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("close"))
+        .collect();
+    assert_eq!(closes.len(), 2, "{output}");
+    for field in [
+        "provider=mock",
+        "operation=\"get_instance\"",
+        "instance_id=\"mock-0000\"",
+        "attempts=2",
+        "outcome=\"ok\"",
+        "latency_ms=",
+    ] {
+        assert!(
+            closes[0].contains(field),
+            "{field} missing from {}",
+            closes[0]
+        );
+    }
+    assert!(closes[1].contains("outcome=\"not_found\""), "{}", closes[1]);
+    assert!(output.contains("retrying"), "{output}");
+    assert!(output.contains("provider call failed"), "{output}");
+}
