@@ -53,6 +53,9 @@ mod error;
 pub mod manager;
 pub mod middleware;
 mod model;
+#[cfg(feature = "plugin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
+pub mod plugin;
 mod provider;
 
 pub use error::{Error, ErrorKind, Result};

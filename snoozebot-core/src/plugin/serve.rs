@@ -1,0 +1,568 @@
+//! The plugin side: [`serve`] turns any [`CloudProvider`] into a plugin executable.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::MAX_MESSAGE_SIZE;
+use super::convert::{
+    batch_to_wire, change_to_wire, error_to_status, filter_from_wire, id_from_wire, info_to_wire,
+    instance_to_wire, options_from_wire,
+};
+use super::handshake::{
+    APP_PROTOCOL_VERSION, CLIENT_CERT_ENV, CORE_PROTOCOL_VERSION, Handshake, MAGIC_COOKIE_KEY,
+    MAGIC_COOKIE_VALUE, PROTOCOL_VERSIONS_ENV, PluginAddress, negotiate,
+};
+use super::proto::go_plugin::{
+    self, ConnInfo, StdioData, grpc_broker_server, grpc_controller_server, grpc_stdio_server,
+};
+use super::proto::v1::{self as pb, cloud_provider_server};
+use super::tls::{LaunchIdentity, parse_host_cert};
+use crate::error::{Error, ErrorKind};
+use crate::provider::CloudProvider;
+
+/// How a plugin serves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// The app protocol versions this plugin speaks; the highest one the host also speaks is
+    /// used. Default: [`APP_PROTOCOL_VERSION`].
+    pub app_versions: Vec<u32>,
+    /// How often to check that the host is still alive; the plugin exits when it is gone.
+    /// Default 200 ms.
+    pub parent_check_interval: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            app_versions: vec![APP_PROTOCOL_VERSION],
+            parent_check_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Serves `provider` as a plugin until the host asks it to stop or goes away, on a
+/// single-threaded runtime of its own. Returns the process's exit code: `main` returns it.
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// # use snoozebot_core::*;
+/// # #[derive(Debug)] struct MyCloud;
+/// # #[async_trait]
+/// # impl CloudProvider for MyCloud {
+/// #     fn info(&self) -> ProviderInfo { ProviderInfo::new("my-cloud", "1", "1", Capabilities::new([StopMode::Stop])) }
+/// #     async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> { Err(Error::not_found(id.as_str())) }
+/// #     async fn list_instances(&self, _: &InstanceFilter) -> Result<Vec<InstanceInfo>> { Ok(vec![]) }
+/// #     async fn stop_instance(&self, id: &InstanceId, _: &StopOptions) -> Result<StateChange> { Err(Error::not_found(id.as_str())) }
+/// #     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> { Err(Error::not_found(id.as_str())) }
+/// # }
+///
+/// fn main() -> ExitCode {
+///     snoozebot_core::plugin::serve(MyCloud)
+/// }
+/// ```
+///
+/// Run by hand (without the host's magic cookie) it prints what it is for and exits with 1.
+/// It writes nothing to stdout but the handshake line: later writes to stdout go to stderr.
+pub fn serve(provider: impl CloudProvider + 'static) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("snoozebot plugin: cannot start a tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve_with(Arc::new(provider), ServeConfig::default()))
+}
+
+/// Serves `provider` as a plugin on the current tokio runtime; see [`serve`].
+pub async fn serve_with(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> ExitCode {
+    if std::env::var(MAGIC_COOKIE_KEY).as_deref() != Ok(MAGIC_COOKIE_VALUE) {
+        eprintln!(
+            "This binary is a Snoozebot plugin ({name}). It is not meant to be run by hand:\n\
+             a Snoozebot host (or any go-plugin host with the Snoozebot handshake) starts it.\n\
+             Put it in a plugin directory of your service and load it by name.",
+            name = provider.info().name
+        );
+        return ExitCode::FAILURE;
+    }
+    match run(provider, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("snoozebot plugin: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Result<()> {
+    let host_versions = std::env::var(PROTOCOL_VERSIONS_ENV).ok();
+    let app_version = negotiate(host_versions.as_deref(), &config.app_versions)?;
+
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    watch_parent(config.parent_check_interval, shutdown_tx.clone());
+
+    let tls = match std::env::var(CLIENT_CERT_ENV) {
+        Ok(pem) if !pem.trim().is_empty() => {
+            let host_cert = parse_host_cert(&pem)?;
+            let identity = LaunchIdentity::generate()?;
+            let config = identity.server_config(host_cert)?;
+            Some((
+                identity.cert,
+                tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            ))
+        }
+        _ => None,
+    };
+
+    let socket_dir = SocketDir::create()?;
+    let listener = UnixListener::bind(socket_dir.socket()).map_err(|error| {
+        Error::new(
+            ErrorKind::Plugin,
+            format!(
+                "cannot listen on {}: {error}",
+                socket_dir.socket().display()
+            ),
+        )
+    })?;
+    let (server_cert, acceptor) = match tls {
+        Some((cert, acceptor)) => (Some(cert.to_vec()), Some(acceptor)),
+        None => (None, None),
+    };
+    let incoming = accept_loop(listener, acceptor, shutdown_rx.clone());
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(grpc_controller_server::GrpcControllerServer::new(
+            Controller {
+                shutdown: shutdown_tx.clone(),
+            },
+        ))
+        .add_service(grpc_broker_server::GrpcBrokerServer::new(IdleStreams {
+            shutdown: shutdown_rx.clone(),
+        }))
+        .add_service(grpc_stdio_server::GrpcStdioServer::new(IdleStreams {
+            shutdown: shutdown_rx.clone(),
+        }))
+        .add_service(
+            cloud_provider_server::CloudProviderServer::new(ProviderService { provider })
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        );
+    let server = tokio::spawn(router.serve_with_incoming(incoming));
+
+    let handshake = Handshake {
+        core_version: CORE_PROTOCOL_VERSION,
+        app_version,
+        address: PluginAddress::Unix(socket_dir.socket()),
+        server_cert,
+    };
+    announce(&handshake)?;
+
+    // Like go-plugin's plugins, exit as soon as asked: waiting for a graceful HTTP/2 shutdown
+    // can wait forever on a host that waits for us to close first.
+    tokio::select! {
+        _ = shutdown_rx.wait_for(|stop| *stop) => {}
+        result = server => {
+            if let Ok(Err(error)) = result {
+                return Err(Error::new(ErrorKind::Plugin, format!("gRPC server failed: {error}")));
+            }
+        }
+        () = terminate_signal() => {}
+    }
+    drop(socket_dir);
+    Ok(())
+}
+
+/// Prints the handshake line, then points stdout at stderr so that nothing printed later
+/// (by a dependency, say) can reach the host's handshake reader.
+fn announce(handshake: &Handshake) -> crate::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{handshake}")
+        .and_then(|()| stdout.flush())
+        .map_err(|error| {
+            Error::new(
+                ErrorKind::Plugin,
+                format!("cannot write the handshake: {error}"),
+            )
+        })?;
+    if let Err(error) = nix::unistd::dup2_stdout(std::io::stderr()) {
+        tracing::warn!(%error, "cannot redirect stdout to stderr after the handshake");
+    }
+    Ok(())
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Exits when the host is gone: the parent pid changes when the parent dies and the plugin is
+/// reparented. Polling works whichever thread of the host started us (Linux's parent-death
+/// signal fires when that *thread* ends, which would kill healthy plugins of threaded hosts).
+fn watch_parent(interval: Duration, shutdown: watch::Sender<bool>) {
+    let parent = nix::unistd::getppid();
+    if parent.as_raw() <= 1 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            if nix::unistd::getppid() != parent {
+                let _ = shutdown.send(true);
+                return;
+            }
+        }
+    });
+}
+
+/// A private directory (mode 0700) for the socket, removed when dropped.
+struct SocketDir {
+    dir: PathBuf,
+}
+
+impl SocketDir {
+    fn create() -> crate::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let unique = format!(
+            "snoozebot-plugin-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.subsec_nanos())
+                .unwrap_or_default()
+        );
+        let dir = base.join(unique);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|error| {
+                Error::new(
+                    ErrorKind::Plugin,
+                    format!("cannot create socket directory {}: {error}", dir.display()),
+                )
+            })?;
+        Ok(SocketDir { dir })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("plugin.sock")
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Any accepted connection, plain or TLS, as one type tonic can serve.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+struct Accepted(Box<dyn Io>);
+
+impl Connected for Accepted {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// Accepts connections; TLS handshakes run in tasks of their own, so a slow or hostile
+/// client cannot hold up the others.
+fn accept_loop(
+    listener: UnixListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) -> ReceiverStream<std::io::Result<Accepted>> {
+    let (sender, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a host connection failed");
+                        continue;
+                    }
+                },
+            };
+            match &tls {
+                None => {
+                    if sender.send(Ok(Accepted(Box::new(stream)))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let sender = sender.clone();
+                    tokio::spawn(async move {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                                .await;
+                        match handshake {
+                            Ok(Ok(tls_stream)) => {
+                                let _ = sender.send(Ok(Accepted(Box::new(tls_stream)))).await;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, "TLS handshake with the host failed")
+                            }
+                            Err(_) => tracing::warn!("TLS handshake with the host timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// `plugin.GRPCController`: the host asks the plugin to exit.
+struct Controller {
+    shutdown: watch::Sender<bool>,
+}
+
+#[tonic::async_trait]
+impl grpc_controller_server::GrpcController for Controller {
+    async fn shutdown(
+        &self,
+        _request: Request<go_plugin::Empty>,
+    ) -> Result<Response<go_plugin::Empty>, Status> {
+        let shutdown = self.shutdown.clone();
+        // Give the answer a moment to leave before the process exits.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ = shutdown.send(true);
+        });
+        Ok(Response::new(go_plugin::Empty {}))
+    }
+}
+
+/// `plugin.GRPCBroker` and `plugin.GRPCStdio`: served so that go-plugin hosts, which open
+/// them on connect, are content. Snoozebot opens no broker connections, and the plugin's
+/// stderr reaches the host through the process pipe, so both streams stay open and empty until
+/// the plugin exits.
+struct IdleStreams {
+    shutdown: watch::Receiver<bool>,
+}
+
+impl IdleStreams {
+    fn open_until_shutdown<T: Send + 'static>(&self) -> ReceiverStream<Result<T, Status>> {
+        let (sender, receiver) = mpsc::channel(1);
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {}
+                () = sender.closed() => {}
+            }
+        });
+        ReceiverStream::new(receiver)
+    }
+}
+
+#[tonic::async_trait]
+impl grpc_broker_server::GrpcBroker for IdleStreams {
+    type StartStreamStream = ReceiverStream<Result<ConnInfo, Status>>;
+
+    async fn start_stream(
+        &self,
+        request: Request<Streaming<ConnInfo>>,
+    ) -> Result<Response<Self::StartStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        tokio::spawn(async move {
+            while let Ok(Some(info)) = inbound.message().await {
+                tracing::debug!(
+                    service_id = info.service_id,
+                    "ignoring a broker connection offer"
+                );
+            }
+        });
+        Ok(Response::new(self.open_until_shutdown()))
+    }
+}
+
+#[tonic::async_trait]
+impl grpc_stdio_server::GrpcStdio for IdleStreams {
+    type StreamStdioStream = ReceiverStream<Result<StdioData, Status>>;
+
+    async fn stream_stdio(
+        &self,
+        _request: Request<()>,
+    ) -> Result<Response<Self::StreamStdioStream>, Status> {
+        Ok(Response::new(self.open_until_shutdown()))
+    }
+}
+
+/// `snoozebot.plugin.v1.CloudProvider` on top of a [`CloudProvider`].
+struct ProviderService {
+    provider: Arc<dyn CloudProvider>,
+}
+
+fn status(error: Error) -> Status {
+    error_to_status(&error)
+}
+
+#[tonic::async_trait]
+impl cloud_provider_server::CloudProvider for ProviderService {
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::ProviderInfo>, Status> {
+        Ok(Response::new(info_to_wire(&self.provider.info())))
+    }
+
+    async fn get_instance(
+        &self,
+        request: Request<pb::GetInstanceRequest>,
+    ) -> Result<Response<pb::InstanceInfo>, Status> {
+        let id =
+            id_from_wire(request.into_inner().id, ErrorKind::InvalidArgument).map_err(status)?;
+        let info = self.provider.get_instance(&id).await.map_err(status)?;
+        Ok(Response::new(instance_to_wire(&info)))
+    }
+
+    async fn list_instances(
+        &self,
+        request: Request<pb::ListInstancesRequest>,
+    ) -> Result<Response<pb::ListInstancesResponse>, Status> {
+        let filter = filter_from_wire(request.into_inner().filter);
+        let instances = self
+            .provider
+            .list_instances(&filter)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListInstancesResponse {
+            instances: instances.iter().map(instance_to_wire).collect(),
+        }))
+    }
+
+    async fn stop_instance(
+        &self,
+        request: Request<pb::StopInstanceRequest>,
+    ) -> Result<Response<pb::StateChange>, Status> {
+        let request = request.into_inner();
+        let id = id_from_wire(request.id, ErrorKind::InvalidArgument).map_err(status)?;
+        let opts = options_from_wire(request.options).map_err(status)?;
+        let change = self
+            .provider
+            .stop_instance(&id, &opts)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(change_to_wire(&change)))
+    }
+
+    async fn start_instance(
+        &self,
+        request: Request<pb::StartInstanceRequest>,
+    ) -> Result<Response<pb::StateChange>, Status> {
+        let id =
+            id_from_wire(request.into_inner().id, ErrorKind::InvalidArgument).map_err(status)?;
+        let change = self.provider.start_instance(&id).await.map_err(status)?;
+        Ok(Response::new(change_to_wire(&change)))
+    }
+
+    async fn stop_instances(
+        &self,
+        request: Request<pb::StopInstancesRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let request = request.into_inner();
+        let ids = ids_from_wire(request.ids)?;
+        let opts = options_from_wire(request.options).map_err(status)?;
+        let results = self.provider.stop_instances(&ids, &opts).await;
+        Ok(Response::new(batch_to_wire(&results)))
+    }
+
+    async fn start_instances(
+        &self,
+        request: Request<pb::StartInstancesRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let ids = ids_from_wire(request.into_inner().ids)?;
+        let results = self.provider.start_instances(&ids).await;
+        Ok(Response::new(batch_to_wire(&results)))
+    }
+}
+
+fn ids_from_wire(ids: Vec<String>) -> Result<Vec<crate::InstanceId>, Status> {
+    ids.into_iter()
+        .map(|id| id_from_wire(id, ErrorKind::InvalidArgument).map_err(status))
+        .collect()
+}
