@@ -2,8 +2,13 @@
 //!
 //! A provider is registered with a factory that builds it (in-process); loading builds it once,
 //! with a timeout and retries, and later loads hand out the same instance until it is unloaded.
-//! Two loads of one name at the same time build it once. Out-of-process plugins (feature
-//! `plugin`) come through the same API.
+//! Two loads of one name at the same time build it once.
+//!
+//! With the `plugin` feature, executables named `snoozebot-plugin-<name>` in the configured
+//! plugin directories come through the same API: `load("aws")` starts
+//! `snoozebot-plugin-aws` as a supervised plugin process, and `unload` stops it. Nothing else
+//! in those directories is ever executed. A name registered in-process takes precedence over
+//! an executable of the same name.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,6 +85,9 @@ pub struct DiscoveredProvider {
     pub path: Option<std::path::PathBuf>,
     /// Whether it is loaded now.
     pub loaded: bool,
+    /// Why it cannot be loaded, if it cannot (a plugin file that is not executable, a
+    /// directory, a name already taken). `None` for loadable providers.
+    pub problem: Option<String>,
 }
 
 /// A loaded provider, as [`PluginManager::list`] reports it.
@@ -138,23 +146,92 @@ impl LoadOptions {
 struct Loaded {
     provider: Arc<dyn CloudProvider>,
     loaded_at: DateTime<Utc>,
+    /// The plugin process behind `provider`, for executables.
+    #[cfg(feature = "plugin")]
+    plugin: Option<crate::plugin::PluginClient>,
+}
+
+impl Loaded {
+    async fn health(&self) -> Health {
+        #[cfg(feature = "plugin")]
+        if let Some(plugin) = &self.plugin {
+            return plugin.health().await;
+        }
+        Health::Serving
+    }
+
+    async fn close(&self) {
+        #[cfg(feature = "plugin")]
+        if let Some(plugin) = &self.plugin {
+            plugin.shutdown().await;
+        }
+    }
 }
 
 enum Source {
     InProcess(Arc<dyn ProviderFactory>),
+    #[cfg(feature = "plugin")]
+    Executable(std::path::PathBuf),
 }
 
 impl Source {
     fn kind(&self) -> ProviderKind {
         match self {
             Source::InProcess(_) => ProviderKind::InProcess,
+            #[cfg(feature = "plugin")]
+            Source::Executable(_) => ProviderKind::Executable,
         }
     }
 
-    async fn build(&self) -> Result<Arc<dyn CloudProvider>> {
+    fn path(&self) -> Option<std::path::PathBuf> {
         match self {
-            Source::InProcess(factory) => factory.build().await,
+            Source::InProcess(_) => None,
+            #[cfg(feature = "plugin")]
+            Source::Executable(path) => Some(path.clone()),
         }
+    }
+
+    async fn build(&self, _name: &str, _settings: &PluginSettings) -> Result<Loaded> {
+        let loaded_at = DateTime::<Utc>::from(std::time::SystemTime::now());
+        match self {
+            Source::InProcess(factory) => Ok(Loaded {
+                provider: factory.build().await?,
+                loaded_at,
+                #[cfg(feature = "plugin")]
+                plugin: None,
+            }),
+            #[cfg(feature = "plugin")]
+            Source::Executable(path) => {
+                let config = _settings.config_for(_name);
+                let client = crate::plugin::PluginClient::launch(_name, path, config).await?;
+                Ok(Loaded {
+                    provider: Arc::new(client.clone()),
+                    loaded_at,
+                    plugin: Some(client),
+                })
+            }
+        }
+    }
+}
+
+/// Where plugin executables are looked for, and how they are launched.
+#[derive(Debug, Clone, Default)]
+struct PluginSettings {
+    #[cfg(feature = "plugin")]
+    dirs: Vec<std::path::PathBuf>,
+    #[cfg(feature = "plugin")]
+    default_config: crate::plugin::PluginConfig,
+    #[cfg(feature = "plugin")]
+    configs: BTreeMap<String, crate::plugin::PluginConfig>,
+}
+
+#[cfg(feature = "plugin")]
+impl PluginSettings {
+    fn config_for(&self, name: &str) -> crate::plugin::PluginConfig {
+        self.configs
+            .get(name)
+            .unwrap_or(&self.default_config)
+            .clone()
     }
 }
 
@@ -199,6 +276,7 @@ struct Entry {
 pub struct PluginManager {
     entries: Mutex<BTreeMap<String, Entry>>,
     load_options: LoadOptions,
+    plugins: Mutex<PluginSettings>,
 }
 
 impl fmt::Debug for PluginManager {
@@ -228,7 +306,51 @@ impl PluginManager {
         PluginManager {
             entries: Mutex::new(BTreeMap::new()),
             load_options: options,
+            plugins: Mutex::new(PluginSettings::default()),
         }
+    }
+
+    fn plugin_settings(&self) -> PluginSettings {
+        match self.plugins.lock() {
+            Ok(settings) => settings.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    #[cfg(feature = "plugin")]
+    fn update_plugin_settings(&self, update: impl FnOnce(&mut PluginSettings)) {
+        match self.plugins.lock() {
+            Ok(mut settings) => update(&mut settings),
+            Err(poisoned) => update(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Also looks for plugin executables (`snoozebot-plugin-<name>`) in `dir`. Directories are
+    /// searched in the order they were added; the first executable of a name wins.
+    #[cfg(feature = "plugin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
+    pub fn add_plugin_dir(&self, dir: impl Into<std::path::PathBuf>) {
+        let dir = dir.into();
+        self.update_plugin_settings(|settings| settings.dirs.push(dir));
+    }
+
+    /// Launches plugins with `config` unless [`configure_plugin`](Self::configure_plugin) set
+    /// one of their own.
+    #[cfg(feature = "plugin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
+    pub fn set_default_plugin_config(&self, config: crate::plugin::PluginConfig) {
+        self.update_plugin_settings(|settings| settings.default_config = config);
+    }
+
+    /// Launches the plugin `name` with `config` (its environment, trust policy, timeouts).
+    /// Takes effect at its next load.
+    #[cfg(feature = "plugin")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
+    pub fn configure_plugin(&self, name: impl Into<String>, config: crate::plugin::PluginConfig) {
+        let name = name.into();
+        self.update_plugin_settings(|settings| {
+            settings.configs.insert(name, config);
+        });
     }
 
     fn entries(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -263,18 +385,31 @@ impl PluginManager {
         Ok(())
     }
 
-    /// Every provider that could be loaded, and whether it is.
+    /// Every provider that could be loaded, and whether it is: the registered ones, then (with
+    /// the `plugin` feature) every `snoozebot-plugin-<name>` in the plugin directories.
+    /// Plugin files that cannot be loaded are listed with their [`problem`](DiscoveredProvider::problem)
+    /// and logged; other files in the directories are ignored.
     pub async fn discover(&self) -> Result<Vec<DiscoveredProvider>> {
-        Ok(self
-            .entries()
+        #[cfg(feature = "plugin")]
+        let found = crate::plugin::scan_plugin_dirs(&self.plugin_settings().dirs).await;
+        #[cfg_attr(not(feature = "plugin"), allow(unused_mut))]
+        let mut entries = self.entries();
+        #[cfg(feature = "plugin")]
+        let problems = add_discovered_plugins(&mut entries, found);
+        #[cfg(not(feature = "plugin"))]
+        let problems = Vec::new();
+        let mut discovered: Vec<DiscoveredProvider> = entries
             .iter()
             .map(|(name, entry)| DiscoveredProvider {
                 name: name.clone(),
                 kind: entry.source.kind(),
-                path: None,
+                path: entry.source.path(),
                 loaded: entry.slot.initialized(),
+                problem: None,
             })
-            .collect())
+            .collect();
+        discovered.extend(problems);
+        Ok(discovered)
     }
 
     /// Loads `name` with the manager's [`LoadOptions`]; see [`load_with`](Self::load_with).
@@ -291,6 +426,11 @@ impl PluginManager {
         name: &str,
         options: &LoadOptions,
     ) -> Result<Arc<dyn CloudProvider>> {
+        let known = self.entries().contains_key(name);
+        if !known {
+            // A plugin that appeared since the last discovery.
+            self.discover().await?;
+        }
         let (source, slot) = {
             let entries = self.entries();
             let entry = entries
@@ -298,8 +438,9 @@ impl PluginManager {
                 .ok_or_else(|| unknown_name(name, &entries))?;
             (Arc::clone(&entry.source), Arc::clone(&entry.slot))
         };
+        let settings = self.plugin_settings();
         let loaded = slot
-            .get_or_try_init(|| build_with_retries(name, &source, options))
+            .get_or_try_init(|| build_with_retries(name, &source, &settings, options))
             .await?;
         Ok(Arc::clone(&loaded.provider))
     }
@@ -331,16 +472,17 @@ impl PluginManager {
                 Some((name.clone(), entry.source.kind(), loaded))
             })
             .collect();
-        loaded
-            .into_iter()
-            .map(|(name, kind, loaded)| LoadedProvider {
+        let mut listed = Vec::with_capacity(loaded.len());
+        for (name, kind, loaded) in loaded {
+            listed.push(LoadedProvider {
                 name,
                 kind,
                 info: loaded.provider.info(),
-                health: Health::Serving,
+                health: loaded.health().await,
                 loaded_at: loaded.loaded_at,
-            })
-            .collect()
+            });
+        }
+        listed
     }
 
     /// Unloads `name`: later loads build it anew. Unloading what is not loaded does nothing;
@@ -354,7 +496,8 @@ impl PluginManager {
             let entry = entries.get_mut(name).ok_or(known)?;
             std::mem::replace(&mut entry.slot, Arc::new(OnceCell::new()))
         };
-        if previous.initialized() {
+        if let Some(loaded) = previous.get() {
+            loaded.close().await;
             tracing::info!(provider = name, "unloaded");
         }
         Ok(())
@@ -370,10 +513,16 @@ impl PluginManager {
     }
 }
 
-async fn build_with_retries(name: &str, source: &Source, options: &LoadOptions) -> Result<Loaded> {
+async fn build_with_retries(
+    name: &str,
+    source: &Source,
+    settings: &PluginSettings,
+    options: &LoadOptions,
+) -> Result<Loaded> {
     let mut attempt = 1;
     loop {
-        let result = match tokio::time::timeout(options.timeout, source.build()).await {
+        let building = source.build(name, settings);
+        let result = match tokio::time::timeout(options.timeout, building).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
@@ -384,12 +533,9 @@ async fn build_with_retries(name: &str, source: &Source, options: &LoadOptions) 
             )),
         };
         match result {
-            Ok(provider) => {
+            Ok(loaded) => {
                 tracing::info!(provider = name, attempt, "loaded");
-                return Ok(Loaded {
-                    provider,
-                    loaded_at: DateTime::<Utc>::from(std::time::SystemTime::now()),
-                });
+                return Ok(loaded);
             }
             Err(error) if error.is_retryable() && attempt < options.retry.max_attempts => {
                 let delay = options.retry.backoff_ceiling(attempt);
@@ -402,7 +548,73 @@ async fn build_with_retries(name: &str, source: &Source, options: &LoadOptions) 
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
+/// Adds the loadable plugin files found on disk as entries; returns the ones that cannot be
+/// loaded, each with its problem.
+#[cfg(feature = "plugin")]
+fn add_discovered_plugins(
+    entries: &mut BTreeMap<String, Entry>,
+    found: Vec<crate::plugin::PluginFile>,
+) -> Vec<DiscoveredProvider> {
+    let mut problems = Vec::new();
+    for candidate in found {
+        let problem = match (candidate.problem, entries.get(&candidate.name)) {
+            (Some(problem), _) => Some(problem),
+            (None, Some(entry)) if entry.source.path().as_ref() != Some(&candidate.path) => {
+                let owner = entry.source.path().map_or_else(
+                    || "an in-process provider".to_owned(),
+                    |path| path.display().to_string(),
+                );
+                Some(format!(
+                    "the name {:?} is already taken by {owner}",
+                    candidate.name
+                ))
+            }
+            (None, Some(_)) => None,
+            (None, None) => {
+                entries.insert(
+                    candidate.name.clone(),
+                    Entry {
+                        source: Arc::new(Source::Executable(candidate.path.clone())),
+                        slot: Arc::new(OnceCell::new()),
+                    },
+                );
+                None
+            }
+        };
+        if let Some(problem) = problem {
+            tracing::warn!(path = %candidate.path.display(), %problem, "plugin file skipped");
+            problems.push(DiscoveredProvider {
+                name: candidate.name,
+                kind: ProviderKind::Executable,
+                path: Some(candidate.path),
+                loaded: false,
+                problem: Some(problem),
+            });
+        }
+    }
+    problems
+}
+
+impl Drop for PluginManager {
+    /// Kills every plugin process at once: a dropped manager leaves no process behind, even
+    /// where handles to its providers are still held (their calls then fail with
+    /// [`ErrorKind::Plugin`]). Call [`shutdown`](PluginManager::shutdown) first for a graceful
+    /// stop.
+    fn drop(&mut self) {
+        #[cfg(feature = "plugin")]
+        for entry in self.entries().values() {
+            if let Some(Loaded {
+                plugin: Some(plugin),
+                ..
+            }) = entry.slot.get()
+            {
+                plugin.kill_now();
+            }
+        }
+    }
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');

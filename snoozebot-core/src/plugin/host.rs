@@ -222,6 +222,9 @@ struct ProcessGuard {
     name: String,
     group: Pid,
     exited: watch::Receiver<Option<String>>,
+    /// The private socket directory of a Snoozebot plugin, which a killed plugin cannot remove
+    /// itself.
+    socket_dir: Mutex<Option<PathBuf>>,
 }
 
 impl ProcessGuard {
@@ -251,7 +254,26 @@ impl Drop for ProcessGuard {
     fn drop(&mut self) {
         // The group outlives its leader if the plugin started children: kill it in any case.
         self.kill_group();
+        let socket_dir = match self.socket_dir.get_mut() {
+            Ok(dir) => dir.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(dir) = socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// The directory to clean up after a plugin: only the private directories Snoozebot plugins
+/// create (`snoozebot-plugin-*`), never anything else a plugin may have named.
+fn owned_socket_dir(address: &PluginAddress) -> Option<PathBuf> {
+    let PluginAddress::Unix(socket) = address else {
+        return None;
+    };
+    let dir = socket.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    name.starts_with("snoozebot-plugin-")
+        .then(|| dir.to_owned())
 }
 
 /// One launch of the plugin: its process and the clients of its services.
@@ -373,6 +395,16 @@ impl PluginClient {
         let previous = std::mem::replace(&mut *self.supervisor.slot(), Slot::Closed);
         if let Slot::Running(running) = previous {
             stop(&running, self.supervisor.config.shutdown_grace).await;
+        }
+    }
+
+    /// Kills the plugin's process group now, without asking it to exit first; calls
+    /// afterwards fail with [`ErrorKind::Plugin`]. For drop paths, where nothing can be awaited.
+    pub fn kill_now(&self) {
+        self.supervisor.closed.store(true, Ordering::SeqCst);
+        let previous = std::mem::replace(&mut *self.supervisor.slot(), Slot::Closed);
+        if let Slot::Running(running) = previous {
+            running.process.kill_group();
         }
     }
 
@@ -585,6 +617,7 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
         name: name.to_owned(),
         group: Pid::from_raw(pid),
         exited: reap(name.to_owned(), child),
+        socket_dir: Mutex::new(None),
     };
     tracing::debug!(plugin = name, pid, path = %path.display(), "plugin started");
 
@@ -599,6 +632,9 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
         )
         .await?;
         drain_stdout(name.to_owned(), stdout);
+        if let Ok(mut socket_dir) = process.socket_dir.lock() {
+            *socket_dir = owned_socket_dir(&handshake.address);
+        }
         let channel = connect(name, &handshake, identity.as_ref()).await?;
         let mut provider = CloudProviderClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)

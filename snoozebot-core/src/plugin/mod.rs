@@ -31,6 +31,7 @@
 //! ```
 
 mod convert;
+mod discover;
 mod handshake;
 mod host;
 mod log;
@@ -52,6 +53,7 @@ pub mod proto {
 }
 
 pub use convert::{ERROR_DOMAIN, error_to_status, status_to_error};
+pub(crate) use discover::{PluginFile, scan_plugin_dirs};
 pub use handshake::{
     APP_PROTOCOL_VERSION, CLIENT_CERT_ENV, CORE_PROTOCOL_VERSION, Handshake, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE, PROTOCOL_VERSIONS_ENV, PluginAddress, negotiate,

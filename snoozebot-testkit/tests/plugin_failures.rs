@@ -1,0 +1,459 @@
+//! Plugins that misbehave, and hosts that die: each case ends in a typed error or the
+//! documented recovery, and no process is left behind (checked in the process table).
+#![cfg(feature = "plugin")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::Digest;
+use snoozebot_core::plugin::{PluginClient, PluginConfig, TrustPolicy};
+use snoozebot_core::{CloudProvider, ErrorKind, InstanceFilter, InstanceId, PluginManager};
+use tokio::time::Instant;
+
+fn mock_plugin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
+}
+
+/// A config whose plugins carry `marker` in their environment, so the process table can be
+/// searched for exactly this test's plugins.
+fn marked(marker: &str) -> PluginConfig {
+    PluginConfig::default().with_env(
+        "SNOOZEBOT_TEST_MARKER",
+        format!("{marker}-{}", std::process::id()),
+    )
+}
+
+/// Live (non-zombie) processes carrying this test's marker.
+fn marked_processes(marker: &str) -> Vec<u32> {
+    let needle = format!("SNOOZEBOT_TEST_MARKER={marker}-{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .filter(|pid| !has_exited(*pid))
+        .collect()
+}
+
+/// Whether `pid` is gone from the process table or only a zombie (exited, not yet reaped).
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Whether `pid` has left the process table entirely (exited and reaped).
+fn is_reaped(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+async fn assert_no_marked_processes(marker: &str) {
+    assert!(
+        eventually(Duration::from_secs(3), || marked_processes(marker)
+            .is_empty())
+        .await,
+        "plugin processes left behind: {:?}",
+        marked_processes(marker)
+    );
+}
+
+#[test]
+fn run_by_hand_the_plugin_explains_itself_and_exits_1() {
+    for cookie in [None, Some("wrong")] {
+        let mut command = Command::new(mock_plugin());
+        command.env_remove("SNOOZEBOT_PLUGIN");
+        if let Some(cookie) = cookie {
+            command.env("SNOOZEBOT_PLUGIN", cookie);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("not meant to be run by hand"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_version_mismatch_names_both_sides_versions() {
+    let config = marked("version").with_app_versions([7, 8]);
+    let err = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin);
+    assert!(
+        err.message()
+            .contains("the host speaks 7, 8, this plugin speaks 1"),
+        "{err}"
+    );
+    assert_no_marked_processes("version").await;
+}
+
+#[tokio::test]
+async fn stray_stdout_before_the_handshake_is_skipped() {
+    let config = marked("garbage").with_env("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE", "garbage");
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    let listed = client.list_instances(&InstanceFilter::new()).await.unwrap();
+    assert_eq!(listed.len(), 8);
+    client.shutdown().await;
+    assert_no_marked_processes("garbage").await;
+}
+
+#[tokio::test]
+async fn a_plugin_that_hangs_before_its_handshake_is_killed_at_the_timeout() {
+    let config = marked("hang")
+        .with_env("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE", "hang")
+        .with_start_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let err = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin);
+    assert!(
+        err.message()
+            .contains("did not complete its handshake within 500ms"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_no_marked_processes("hang").await;
+}
+
+#[tokio::test]
+async fn a_plugin_that_exits_before_its_handshake_reports_its_stderr() {
+    let config = marked("exit").with_env("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE", "exit");
+    let err = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin);
+    assert!(err.message().contains("exit status: 3"), "{err}");
+    assert!(err.message().contains("permission denied"), "{err}");
+}
+
+#[tokio::test]
+async fn a_handshake_for_another_core_protocol_is_refused() {
+    let config = marked("core").with_env("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE", "bad-handshake");
+    let err = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin);
+    assert!(err.message().contains("core protocol 2"), "{err}");
+    assert_no_marked_processes("core").await;
+}
+
+/// Calls until one succeeds (the plugin is back), failing fast with `Plugin` meanwhile.
+async fn until_back(client: &PluginClient) -> Duration {
+    let started = Instant::now();
+    let id = InstanceId::new("mock-0001").unwrap();
+    loop {
+        match client.get_instance(&id).await {
+            Ok(_) => return started.elapsed(),
+            Err(err) => {
+                assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "plugin never came back: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_that_dies_mid_call_fails_the_call_and_is_restarted() {
+    let config = marked("midcall").with_restarts(5, Duration::from_millis(50));
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    let first_pid = client.pid().unwrap();
+
+    let started = Instant::now();
+    let err = client
+        .get_instance(&InstanceId::new("mock-crash").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the failure took {:?}",
+        started.elapsed()
+    );
+
+    until_back(&client).await;
+    assert_ne!(client.pid(), Some(first_pid));
+    assert!(eventually(Duration::from_secs(2), || is_reaped(first_pid)).await);
+    client.shutdown().await;
+    assert_no_marked_processes("midcall").await;
+}
+
+#[tokio::test]
+async fn kill_9_of_the_plugin_fails_calls_fast_then_they_work_again() {
+    let config = marked("kill9").with_restarts(5, Duration::from_millis(100));
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    let first_pid = client.pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let back_after = until_back(&client).await;
+    assert!(back_after < Duration::from_secs(5));
+    let second_pid = client.pid().unwrap();
+    assert_ne!(second_pid, first_pid);
+    assert!(eventually(Duration::from_secs(2), || is_reaped(first_pid)).await);
+
+    client.shutdown().await;
+    assert!(eventually(Duration::from_secs(3), || is_reaped(second_pid)).await);
+    let err = client
+        .get_instance(&InstanceId::new("mock-0001").unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("unloaded"), "{err}");
+    assert_no_marked_processes("kill9").await;
+}
+
+#[tokio::test]
+async fn the_plugin_exits_within_two_seconds_when_its_host_is_killed() {
+    // The host here is a shell that started the plugin; SIGKILL gives it no chance to clean up.
+    let marker = format!("SNOOZEBOT_TEST_MARKER=hostdeath-{}", std::process::id());
+    let mut host = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$PLUGIN" > "$HANDSHAKE" & echo $!; wait"#)
+        .env("PLUGIN", mock_plugin())
+        .env(
+            "HANDSHAKE",
+            std::env::temp_dir().join(format!("handshake-{}", std::process::id())),
+        )
+        .env("SNOOZEBOT_PLUGIN", "snoozebot_plugin_v1")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "1")
+        .env(
+            marker.split_once('=').unwrap().0,
+            marker.split_once('=').unwrap().1,
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(host.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let plugin_pid: u32 = line.trim().parse().unwrap();
+    // Wait until the plugin is serving.
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(
+            std::env::temp_dir().join(format!("handshake-{}", std::process::id()))
+        )
+        .is_ok_and(|text| text.starts_with("1|1|unix|")))
+        .await
+    );
+
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let killed = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(2), || has_exited(plugin_pid)).await,
+        "the plugin outlived its host by more than 2 s"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(2));
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("handshake-{}", std::process::id())),
+    );
+}
+
+/// A copy of `content` as an executable `snoozebot-plugin-<name>` in a fresh directory.
+fn plugin_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("snoozebot-plugin-{name}"));
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A "plugin" that only proves it ran, by creating `<itself>.ran`.
+const TELL_TALE: &[u8] = b"#!/bin/sh\ntouch \"$0.ran\"\n";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tampered_binary_is_refused_and_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(mock_plugin()).unwrap();
+    let pinned = TrustPolicy::default()
+        .with_sha256(&sha256_hex(&original))
+        .unwrap();
+
+    let path = plugin_file(dir.path(), "mock", &original);
+    let client = PluginClient::launch(
+        "mock",
+        &path,
+        PluginConfig::default().with_trust(pinned.clone()),
+    )
+    .await
+    .unwrap();
+    client.shutdown().await;
+
+    let tampered = plugin_file(dir.path(), "tampered", TELL_TALE);
+    let err = PluginClient::launch(
+        "tampered",
+        &tampered,
+        PluginConfig::default().with_trust(pinned),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.message().contains("not the pinned one"), "{err}");
+    assert!(
+        !dir.path().join("snoozebot-plugin-tampered.ran").exists(),
+        "the binary ran"
+    );
+}
+
+#[tokio::test]
+async fn only_binaries_signed_by_a_trusted_key_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let policy = TrustPolicy::default()
+        .with_minisign_key(&trusted.pk.to_base64())
+        .unwrap();
+    let sign = |path: &Path, key: &minisign::KeyPair| {
+        let signature = minisign::sign(
+            Some(&key.pk),
+            &key.sk,
+            std::fs::File::open(path).unwrap(),
+            None,
+            None,
+        )
+        .unwrap();
+        let mut signature_path = path.as_os_str().to_owned();
+        signature_path.push(".minisig");
+        std::fs::write(signature_path, signature.into_string()).unwrap();
+    };
+
+    let good = plugin_file(dir.path(), "mock", &std::fs::read(mock_plugin()).unwrap());
+    sign(&good, &trusted);
+    let client = PluginClient::launch(
+        "mock",
+        &good,
+        PluginConfig::default().with_trust(policy.clone()),
+    )
+    .await
+    .unwrap();
+    client.shutdown().await;
+
+    for (name, signer, tamper) in [
+        ("unsigned", None, false),
+        ("stranger", Some(&stranger), false),
+        ("altered", Some(&trusted), true),
+    ] {
+        let path = plugin_file(dir.path(), name, TELL_TALE);
+        if let Some(signer) = signer {
+            sign(&path, signer);
+        }
+        if tamper {
+            std::fs::write(&path, [TELL_TALE, b"# changed after signing\n"].concat()).unwrap();
+        }
+        let err = PluginClient::launch(
+            name,
+            &path,
+            PluginConfig::default().with_trust(policy.clone()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{name}: {err}");
+        let ran = dir.path().join(format!("snoozebot-plugin-{name}.ran"));
+        assert!(!ran.exists(), "{name}: the binary ran");
+    }
+}
+
+#[tokio::test]
+async fn the_manager_discovers_loads_unloads_and_leaves_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(mock_plugin(), dir.path().join("snoozebot-plugin-mock")).unwrap();
+    let not_executable = dir.path().join("snoozebot-plugin-notes");
+    std::fs::write(&not_executable, "plain text").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir(dir.path().join("snoozebot-plugin-folder")).unwrap();
+    std::fs::write(dir.path().join("README"), "not a plugin").unwrap();
+    plugin_file(dir.path(), "tell-tale", TELL_TALE);
+
+    let manager = PluginManager::new();
+    manager.add_plugin_dir(dir.path());
+    manager.set_default_plugin_config(marked("manager"));
+    let discovered = manager.discover().await.unwrap();
+    let summary: Vec<_> = discovered
+        .iter()
+        .map(|d| (d.name.as_str(), d.problem.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("mock", None),
+            ("tell-tale", None),
+            ("folder", Some("it is a directory".to_owned())),
+            ("notes", Some("it is not executable".to_owned())),
+        ]
+    );
+    // Discovery executes nothing.
+    assert!(!dir.path().join("snoozebot-plugin-tell-tale.ran").exists());
+
+    let provider = manager.load("mock").await.unwrap();
+    assert_eq!(provider.info().name, "mock");
+    let listed = manager.list().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].health, snoozebot_core::manager::Health::Serving);
+    assert_eq!(marked_processes("manager").len(), 1);
+
+    manager.unload("mock").await.unwrap();
+    assert_no_marked_processes("manager").await;
+    let err = provider
+        .list_instances(&InstanceFilter::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Plugin);
+
+    let err = manager.load("folder").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    // Dropping the manager kills what it loaded, even with a handle still held.
+    let held = manager.load("mock").await.unwrap();
+    assert_eq!(marked_processes("manager").len(), 1);
+    drop(manager);
+    assert_no_marked_processes("manager").await;
+    assert!(held.list_instances(&InstanceFilter::new()).await.is_err());
+}
