@@ -1,0 +1,114 @@
+// A plugin host built on hashicorp/go-plugin, as a Go service would write one, loading a
+// Snoozebot plugin through snoozebot.plugin.v1. Used by tests/go_interop.rs.
+//
+// Usage: snoozebot-go-host PLUGIN-EXECUTABLE  (AUTO_MTLS=1 for AutoMTLS)
+// Prints one line per check and "OK" at the end; exits 1 on the first failure.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/snoozebot/snoozebot/proto/snoozebot/plugin/v1"
+)
+
+var handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "SNOOZEBOT_PLUGIN",
+	MagicCookieValue: "snoozebot_plugin_v1",
+}
+
+type providerPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (providerPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return fmt.Errorf("this program is only a host")
+}
+
+func (providerPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (interface{}, error) {
+	return pb.NewCloudProviderClient(conn), nil
+}
+
+func fail(format string, args ...interface{}) {
+	fmt.Printf("FAIL: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fail("usage: snoozebot-go-host PLUGIN-EXECUTABLE")
+	}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  handshake,
+		Plugins:          map[string]plugin.Plugin{"provider": providerPlugin{}},
+		Cmd:              exec.Command(os.Args[1]),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         os.Getenv("AUTO_MTLS") == "1",
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info}),
+	})
+	defer client.Kill()
+
+	rpcClient, err := client.Client()
+	if err != nil {
+		fail("starting the plugin: %v", err)
+	}
+	if err := rpcClient.Ping(); err != nil {
+		fail("health check: %v", err)
+	}
+	fmt.Println("ping ok")
+	raw, err := rpcClient.Dispense("provider")
+	if err != nil {
+		fail("dispense: %v", err)
+	}
+	provider := raw.(pb.CloudProviderClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	info, err := provider.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		fail("Info: %v", err)
+	}
+	fmt.Printf("info name=%s modes=%d\n", info.Name, len(info.Capabilities.StopModes))
+
+	idle, err := provider.ListInstances(ctx, &pb.ListInstancesRequest{
+		Filter: &pb.InstanceFilter{Tags: map[string]string{"snoozebot": "idle"}},
+	})
+	if err != nil {
+		fail("ListInstances: %v", err)
+	}
+	fmt.Printf("idle instances=%d\n", len(idle.Instances))
+
+	change, err := provider.StopInstance(ctx, &pb.StopInstanceRequest{Id: idle.Instances[0].Id})
+	if err != nil {
+		fail("StopInstance: %v", err)
+	}
+	fmt.Printf("stopped %s %s->%s\n", change.Id, change.Previous, change.Current)
+
+	_, err = provider.GetInstance(ctx, &pb.GetInstanceRequest{Id: "mock-0404"})
+	if status.Code(err) != codes.NotFound {
+		fail("GetInstance of a missing id: want NotFound, got %v", err)
+	}
+	fmt.Printf("missing code=%s\n", status.Code(err))
+
+	batch, err := provider.StartInstances(ctx, &pb.StartInstancesRequest{Ids: []string{change.Id, "mock-0404"}})
+	if err != nil {
+		fail("StartInstances: %v", err)
+	}
+	fmt.Printf("batch change=%v error=%s\n", batch.Items[0].GetChange() != nil, batch.Items[1].GetError().GetKind())
+
+	client.Kill()
+	if !client.Exited() {
+		fail("the plugin is still running after Kill")
+	}
+	fmt.Println("OK")
+}
