@@ -23,7 +23,6 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint, Uri};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -279,11 +278,43 @@ fn owned_socket_dir(address: &PluginAddress) -> Option<PathBuf> {
 /// One launch of the plugin: its process and the clients of its services.
 struct Running {
     process: ProcessGuard,
-    provider: CloudProviderClient<Channel>,
-    controller: GrpcControllerClient<Channel>,
-    health: HealthClient<Channel>,
+    provider: CloudProviderClient<Connection>,
+    controller: GrpcControllerClient<Connection>,
+    health: HealthClient<Connection>,
     info: ProviderInfo,
 }
+
+/// One HTTP/2 connection to the plugin, used directly as the clients' transport.
+///
+/// tonic's `Channel` would add a buffer task between each call and the connection (a task
+/// hop per call, which costs more than the call itself on a busy multi-threaded runtime) and
+/// reconnect logic that supervision makes redundant: a broken connection means a broken
+/// plugin, which is restarted with a new connection.
+#[derive(Clone)]
+struct Connection {
+    sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Connection {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future =
+        futures_util::future::BoxFuture<'static, std::result::Result<Self::Response, hyper::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), hyper::Error>> {
+        self.sender.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.sender.send_request(request))
+    }
+}
+
+/// The origin every request names: the connection decides where it goes.
+const ORIGIN: &str = "http://plugin.invalid";
 
 enum Slot {
     Running(Arc<Running>),
@@ -642,9 +673,10 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
             *socket_dir = owned_socket_dir(&handshake.address);
         }
         let channel = connect(name, &handshake, identity.as_ref()).await?;
-        let mut provider = CloudProviderClient::new(channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let mut provider =
+            CloudProviderClient::with_origin(channel.clone(), http::Uri::from_static(ORIGIN))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let info = provider.info(pb::InfoRequest {}).await.map_err(|status| {
             plugin_error(name, format!("Info failed: {}", status_to_error(&status)))
         })?;
@@ -675,8 +707,11 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
     Ok(Arc::new(Running {
         process,
         provider,
-        controller: GrpcControllerClient::new(channel.clone()),
-        health: HealthClient::new(channel),
+        controller: GrpcControllerClient::with_origin(
+            channel.clone(),
+            http::Uri::from_static(ORIGIN),
+        ),
+        health: HealthClient::with_origin(channel, http::Uri::from_static(ORIGIN)),
         info,
     }))
 }
@@ -777,7 +812,7 @@ async fn connect(
     name: &str,
     handshake: &Handshake,
     identity: Option<&LaunchIdentity>,
-) -> Result<Channel> {
+) -> Result<Connection> {
     let tls = match (identity, &handshake.server_cert) {
         (Some(identity), Some(cert)) => {
             let cert = rustls::pki_types::CertificateDer::from(cert.clone());
@@ -800,39 +835,52 @@ async fn connect(
         }
         (None, None) => None,
     };
-    let address = handshake.address.clone();
-    let connector = tower::service_fn(move |_: Uri| {
-        let address = address.clone();
-        let tls = tls.clone();
-        async move {
-            let stream: Box<dyn Io> = match &address {
-                PluginAddress::Unix(path) => Box::new(UnixStream::connect(path).await?),
-                PluginAddress::Tcp(addr) => {
-                    let stream = TcpStream::connect(addr).await?;
-                    stream.set_nodelay(true)?;
-                    Box::new(stream)
-                }
-            };
-            let stream: Box<dyn Io> = match tls {
-                None => stream,
-                Some(connector) => {
-                    let server_name = rustls::pki_types::ServerName::try_from(TLS_SERVER_NAME)
-                        .map_err(std::io::Error::other)?;
-                    Box::new(connector.connect(server_name, stream).await?)
-                }
-            };
-            Ok::<_, std::io::Error>(TokioIo::new(stream))
+    let stream: Box<dyn Io> = match &handshake.address {
+        PluginAddress::Unix(path) => {
+            Box::new(UnixStream::connect(path).await.map_err(|error| {
+                plugin_error(
+                    name,
+                    format!("cannot connect to {}: {error}", path.display()),
+                )
+            })?)
+        }
+        PluginAddress::Tcp(addr) => {
+            let stream = TcpStream::connect(addr).await.map_err(|error| {
+                plugin_error(name, format!("cannot connect to {addr}: {error}"))
+            })?;
+            stream
+                .set_nodelay(true)
+                .map_err(|error| plugin_error(name, format!("cannot set TCP_NODELAY: {error}")))?;
+            Box::new(stream)
+        }
+    };
+    let stream: Box<dyn Io> = match tls {
+        None => stream,
+        Some(connector) => {
+            let server_name = rustls::pki_types::ServerName::try_from(TLS_SERVER_NAME)
+                .map_err(|error| plugin_error(name, error))?;
+            Box::new(
+                connector
+                    .connect(server_name, stream)
+                    .await
+                    .map_err(|error| {
+                        plugin_error(name, format!("TLS handshake failed: {error}"))
+                    })?,
+            )
+        }
+    };
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| plugin_error(name, format!("HTTP/2 handshake failed: {error}")))?;
+    let plugin = name.to_owned();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%plugin, %error, "connection to the plugin ended");
         }
     });
-    Endpoint::from_static("http://plugin.invalid")
-        .connect_with_connector(connector)
-        .await
-        .map_err(|error| {
-            plugin_error(
-                name,
-                format!("cannot connect to {:?}: {error}", handshake.address),
-            )
-        })
+    Ok(Connection { sender })
 }
 
 #[async_trait]
