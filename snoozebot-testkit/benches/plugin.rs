@@ -8,8 +8,12 @@
 //! SNOOZEBOT_BENCH_CALLS=5000 cargo bench -p snoozebot-testkit --features plugin --bench plugin
 //! ```
 //!
-//! Goals (issue "Out-of-process plugins"): p50 at least 4x below go-plugin's ~220 µs and within
-//! 2x of the raw round trip; cold load ≤ 5 ms plain, ≤ 10 ms with AutoMTLS; idle RSS ≤ 15 MiB.
+//! The go-plugin baseline runs in the same process tree, alternating with ours: HashiCorp
+//! go-plugin's own Go host with a Go plugin, and the Go host with our Rust plugin (the Go
+//! programs of `tests/go/src`, built from Debian's go-plugin 1.0.1; `scripts/test` installs it).
+//!
+//! Goals (issue "Out-of-process plugins"): p50 at least 4x below go-plugin's and within 2x of
+//! the raw round trip; cold load ≤ 5 ms plain, ≤ 10 ms with AutoMTLS; idle RSS ≤ 15 MiB.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -19,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use snoozebot_core::plugin::{PluginClient, PluginConfig};
 use snoozebot_core::{CloudProvider, InstanceId};
+
+#[path = "../tests/go/mod.rs"]
+mod go;
 
 const ECHO_ENV: &str = "SNOOZEBOT_BENCH_ECHO_SOCKET";
 
@@ -152,6 +159,38 @@ async fn idle_rss(config: PluginConfig) {
     client.shutdown().await;
 }
 
+/// Runs the Go host in bench mode against `plugin` and prints its numbers.
+fn go_baseline(label: &str, plugin: &Path, id: &str, auto_mtls: bool, calls: usize) {
+    let programs = go::go_programs();
+    let output = std::process::Command::new(&programs.host)
+        .arg(plugin)
+        .env("BENCH_CALLS", calls.to_string())
+        .env("BENCH_COLD", "20")
+        .env("BENCH_ID", id)
+        .env("AUTO_MTLS", if auto_mtls { "1" } else { "0" })
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Go bench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |name: &str| -> f64 {
+        stdout
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(name)?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{label:<44} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>8.0} calls/s   cold {:>6.2} ms",
+        field("p50_us="),
+        field("p99_us="),
+        field("calls_per_s="),
+        field("median_ms=")
+    );
+}
+
 fn main() {
     if let Ok(path) = std::env::var(ECHO_ENV) {
         echo_server(&path);
@@ -160,6 +199,37 @@ fn main() {
     let calls = calls();
     println!("plugin transport, {calls} sequential get_instance calls after 1000 warm-up calls\n");
     raw_round_trip_floor(calls);
+
+    let go_plugin = go::go_programs().plugin.clone();
+    go_baseline(
+        "go-plugin: Go host + Go plugin, plain",
+        &go_plugin,
+        "go-0001",
+        false,
+        calls,
+    );
+    go_baseline(
+        "go-plugin: Go host + Go plugin, AutoMTLS",
+        &go_plugin,
+        "go-0001",
+        true,
+        calls,
+    );
+    go_baseline(
+        "go-plugin: Go host + our plugin, plain",
+        mock_plugin(),
+        "mock-0001",
+        false,
+        calls,
+    );
+    go_baseline(
+        "go-plugin: Go host + our plugin, AutoMTLS",
+        mock_plugin(),
+        "mock-0001",
+        true,
+        calls,
+    );
+    println!();
 
     let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,6 +3,10 @@
 //
 // Usage: snoozebot-go-host PLUGIN-EXECUTABLE  (AUTO_MTLS=1 for AutoMTLS)
 // Prints one line per check and "OK" at the end; exits 1 on the first failure.
+//
+// With BENCH_CALLS=N it measures instead, the go-plugin baseline for benches/plugin.rs: N
+// sequential GetInstance(BENCH_ID) calls after 1000 warm-up calls, then BENCH_COLD loads
+// (start -> first answer), and prints one "bench ..." line each.
 package main
 
 import (
@@ -10,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
+	"strconv"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -44,18 +50,83 @@ func fail(format string, args ...interface{}) {
 	os.Exit(1)
 }
 
+func newClient(path string, level hclog.Level) *plugin.Client {
+	return plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  handshake,
+		Plugins:          map[string]plugin.Plugin{"provider": providerPlugin{}},
+		Cmd:              exec.Command(path),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         os.Getenv("AUTO_MTLS") == "1",
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: level}),
+	})
+}
+
+func dispense(client *plugin.Client) pb.CloudProviderClient {
+	rpcClient, err := client.Client()
+	if err != nil {
+		fail("starting the plugin: %v", err)
+	}
+	raw, err := rpcClient.Dispense("provider")
+	if err != nil {
+		fail("dispense: %v", err)
+	}
+	return raw.(pb.CloudProviderClient)
+}
+
+func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
+func bench(path string, calls int) {
+	id := os.Getenv("BENCH_ID")
+	request := &pb.GetInstanceRequest{Id: id}
+	client := newClient(path, hclog.Error)
+	provider := dispense(client)
+	ctx := context.Background()
+	for i := 0; i < 1000; i++ {
+		if _, err := provider.GetInstance(ctx, request); err != nil {
+			fail("GetInstance: %v", err)
+		}
+	}
+	samples := make([]time.Duration, calls)
+	started := time.Now()
+	for i := range samples {
+		t := time.Now()
+		if _, err := provider.GetInstance(ctx, request); err != nil {
+			fail("GetInstance: %v", err)
+		}
+		samples[i] = time.Since(t)
+	}
+	total := time.Since(started)
+	client.Kill()
+	sort.Slice(samples, func(a, b int) bool { return samples[a] < samples[b] })
+	fmt.Printf("bench calls p50_us=%.1f p99_us=%.1f calls_per_s=%.0f\n",
+		micros(samples[len(samples)/2]), micros(samples[len(samples)*99/100]), float64(calls)/total.Seconds())
+
+	loads, _ := strconv.Atoi(os.Getenv("BENCH_COLD"))
+	cold := make([]time.Duration, 0, loads)
+	for i := 0; i < loads; i++ {
+		t := time.Now()
+		client := newClient(path, hclog.Error)
+		if _, err := dispense(client).GetInstance(ctx, request); err != nil {
+			fail("GetInstance: %v", err)
+		}
+		cold = append(cold, time.Since(t))
+		client.Kill()
+	}
+	if loads > 0 {
+		sort.Slice(cold, func(a, b int) bool { return cold[a] < cold[b] })
+		fmt.Printf("bench cold median_ms=%.2f\n", micros(cold[len(cold)/2])/1000)
+	}
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		fail("usage: snoozebot-go-host PLUGIN-EXECUTABLE")
 	}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  handshake,
-		Plugins:          map[string]plugin.Plugin{"provider": providerPlugin{}},
-		Cmd:              exec.Command(os.Args[1]),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         os.Getenv("AUTO_MTLS") == "1",
-		Logger:           hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info}),
-	})
+	if calls, err := strconv.Atoi(os.Getenv("BENCH_CALLS")); err == nil && calls > 0 {
+		bench(os.Args[1], calls)
+		return
+	}
+	client := newClient(os.Args[1], hclog.Info)
 	defer client.Kill()
 
 	rpcClient, err := client.Client()
