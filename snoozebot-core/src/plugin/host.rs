@@ -61,6 +61,7 @@ pub const DEFAULT_INHERITED_ENV: &[&str] = &[
     "TZ",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    "SNOOZEBOT_PLUGIN_LOG",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
 ];

@@ -62,6 +62,15 @@ pub use host::{DEFAULT_INHERITED_ENV, PluginClient, PluginConfig};
 pub use serve::{ServeConfig, serve, serve_with};
 pub use trust::TrustPolicy;
 
+/// Sends this plugin's `tracing` events to stderr as hclog JSON lines, which hosts (ours and
+/// go-plugin's) log with their level. [`serve`] does this itself; call it first in `main` to
+/// also see what happens before `serve`, such as building the provider. Does nothing if a
+/// global subscriber is already set. The level comes from `SNOOZEBOT_PLUGIN_LOG` (`trace` …
+/// `error`, or `off`; default `info`).
+pub fn init_logging() {
+    log::hclog::install();
+}
+
 /// The largest message either side accepts: go-plugin's (`math.MaxInt32`), far above tonic's
 /// 4 MiB default, so a listing of many thousands of instances fits in one answer.
 pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;

@@ -41,6 +41,10 @@ pub struct ServeConfig {
     /// How often to check that the host is still alive; the plugin exits when it is gone.
     /// Default 200 ms.
     pub parent_check_interval: Duration,
+    /// Send `tracing` events to stderr as hclog JSON lines, which the host logs with their
+    /// level (unless the plugin installed a subscriber of its own). The level comes from
+    /// `SNOOZEBOT_PLUGIN_LOG` (`trace` … `error`, `off`; default `info`). Default on.
+    pub log_to_stderr: bool,
 }
 
 impl Default for ServeConfig {
@@ -48,6 +52,7 @@ impl Default for ServeConfig {
         ServeConfig {
             app_versions: vec![APP_PROTOCOL_VERSION],
             parent_check_interval: Duration::from_millis(200),
+            log_to_stderr: true,
         }
     }
 }
@@ -100,6 +105,9 @@ pub async fn serve_with(provider: Arc<dyn CloudProvider>, config: ServeConfig) -
         );
         return ExitCode::FAILURE;
     }
+    if config.log_to_stderr {
+        super::log::hclog::install();
+    }
     match run(provider, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -139,6 +147,7 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Re
             ),
         )
     })?;
+    let acceptor_used = tls.is_some();
     let (server_cert, acceptor) = match tls {
         Some((cert, acceptor)) => (Some(cert.to_vec()), Some(acceptor)),
         None => (None, None),
@@ -172,6 +181,7 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Re
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
         );
     let server = tokio::spawn(router.serve_with_incoming(incoming));
+    tracing::debug!(app_version, tls = acceptor_used, "plugin serving");
 
     let handshake = Handshake {
         core_version: CORE_PROTOCOL_VERSION,

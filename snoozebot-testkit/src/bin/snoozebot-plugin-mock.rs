@@ -67,6 +67,7 @@ impl CloudProvider for CrashableFleet {
 }
 
 fn main() -> ExitCode {
+    snoozebot_core::plugin::init_logging();
     match std::env::var("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE").as_deref() {
         Ok("garbage") => {
             println!("Starting mock plugin...");
@@ -108,5 +109,10 @@ fn main() -> ExitCode {
     if let Some(latency) = env_number("SNOOZEBOT_MOCK_LATENCY_MS") {
         fleet.set_latency(Duration::from_millis(latency));
     }
-    snoozebot_core::plugin::serve(CrashableFleet(fleet))
+    let provider = CrashableFleet(fleet);
+    tracing::warn!(
+        instances = count,
+        "mock fleet ready (a warning, so hosts can check levels)"
+    );
+    snoozebot_core::plugin::serve(provider)
 }

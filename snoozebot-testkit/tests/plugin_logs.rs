@@ -1,0 +1,55 @@
+//! A plugin's log lines reach the host's `tracing`, with their level.
+//!
+//! A binary of its own: `tracing` caches per call site whether anyone listens, and a test
+//! running at the same time without a subscriber could make the cached answer "no".
+#![cfg(feature = "plugin")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use snoozebot_core::plugin::{PluginClient, PluginConfig};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn plugin_stderr_is_forwarded_into_tracing_with_its_level() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let client = PluginClient::launch(
+        "mock",
+        Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock")),
+        PluginConfig::default(),
+    )
+    .await
+    .unwrap();
+    client.shutdown().await;
+
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = output
+        .lines()
+        .find(|line| line.contains("mock fleet ready"))
+        .unwrap_or_else(|| panic!("the plugin's warning is missing:\n{output}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("plugin=\"mock\""), "{line}");
+    assert!(line.contains("instances=8"), "{line}");
+}
