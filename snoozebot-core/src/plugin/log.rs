@@ -39,6 +39,8 @@ fn parse(line: &str) -> (Level, String, String) {
             None => String::new(),
         };
         fields.remove("@timestamp");
+        // The plugin name already says where the line came from.
+        fields.remove("@module");
         let extra: Vec<String> = fields
             .iter()
             .map(|(key, value)| match value {

@@ -1,0 +1,105 @@
+//! A plugin host: discover plugin executables in a directory, load one, use it, watch it being
+//! supervised, unload it.
+//!
+//! ```text
+//! cargo build -p snoozebot-testkit --features plugin --bin snoozebot-plugin-mock
+//! cargo run --example plugin_host                   # uses target/debug as the plugin directory
+//! cargo run --example plugin_host -- /path/to/plugins
+//! ```
+//!
+//! The plugin directory must hold `snoozebot-plugin-mock` (the testkit's mock fleet as a
+//! plugin); anything else named `snoozebot-plugin-*` there is listed too.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use snoozebot_core::plugin::PluginConfig;
+use snoozebot_core::{
+    CloudProvider, CloudProviderExt, InstanceFilter, InstanceState, PluginManager, StopOptions,
+};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+
+    let plugin_dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/debug, where `cargo build --bin snoozebot-plugin-mock` puts the mock plugin.
+            let mut dir = std::env::current_exe().unwrap_or_default();
+            dir.pop();
+            dir.pop();
+            dir
+        });
+
+    let manager = PluginManager::new();
+    manager.add_plugin_dir(&plugin_dir);
+    manager.set_default_plugin_config(
+        PluginConfig::default()
+            .with_start_timeout(Duration::from_secs(5))
+            .with_env("SNOOZEBOT_MOCK_TRANSITION_MS", "200"),
+    );
+
+    println!("plugins in {}:", plugin_dir.display());
+    for found in manager.discover().await? {
+        let status = match &found.problem {
+            None => "loadable".to_owned(),
+            Some(problem) => format!("skipped: {problem}"),
+        };
+        println!("  {:<12} {:?} {status}", found.name, found.kind);
+    }
+
+    let started = Instant::now();
+    let mock = match manager.load("mock").await {
+        Ok(mock) => mock,
+        Err(error) => {
+            eprintln!(
+                "\n{error}\nBuild the mock plugin first: \
+                 cargo build -p snoozebot-testkit --features plugin --bin snoozebot-plugin-mock"
+            );
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "\nloaded {:?} in {:?} (AutoMTLS)",
+        mock.info().name,
+        started.elapsed()
+    );
+
+    let idle = mock
+        .list_instances(&InstanceFilter::new().with_tag("snoozebot", "idle"))
+        .await?;
+    for instance in &idle {
+        let stopped = mock
+            .stop_and_wait(
+                &instance.id,
+                &StopOptions::default(),
+                Duration::from_secs(10),
+            )
+            .await?;
+        println!("  {} {} -> {}", stopped.id, instance.state, stopped.state);
+    }
+
+    for loaded in manager.list().await {
+        println!(
+            "\n{} ({:?}) health {:?}, loaded at {}",
+            loaded.name, loaded.kind, loaded.health, loaded.loaded_at
+        );
+    }
+
+    let running = mock
+        .list_instances(&InstanceFilter::new().with_state(InstanceState::Running))
+        .await?;
+    println!("{} instances still running", running.len());
+
+    manager.unload("mock").await?;
+    println!("unloaded: the plugin process has exited");
+    Ok(())
+}
