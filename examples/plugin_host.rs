@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo build -p snoozebot-testkit --features plugin --bin snoozebot-plugin-mock
-//! cargo run --example plugin_host                   # uses target/debug as the plugin directory
-//! cargo run --example plugin_host -- /path/to/plugins
+//! cargo run -p snoozebot-examples --features plugin --example plugin_host   # plugins from target/debug
+//! cargo run -p snoozebot-examples --features plugin --example plugin_host -- /path/to/plugins
 //! ```
 //!
 //! The plugin directory must hold `snoozebot-plugin-mock` (the testkit's mock fleet as a
