@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use snoozebot_core::plugin::{PluginClient, PluginConfig};
+use snoozebot_core::plugin::{PluginAddress, PluginClient, PluginConfig};
 use snoozebot_core::{CloudProvider, ErrorKind, InstanceFilter, InstanceId};
 use snoozebot_testkit::conformance::{self, Fixture};
 
@@ -68,5 +68,20 @@ async fn errors_keep_their_kind_across_the_wire() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(err.provider(), Some("mock"));
     assert!(err.message().contains("mock-0404"), "{err}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_unix_sockets_the_plugin_serves_tcp_on_loopback() {
+    let config =
+        PluginConfig::default().with_env("PLUGIN_UNIX_SOCKET_DIR", "/nonexistent/snoozebot");
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    match client.address() {
+        Some(PluginAddress::Tcp(addr)) => assert!(addr.ip().is_loopback(), "{addr}"),
+        other => panic!("expected a loopback TCP address, got {other:?}"),
+    }
+    conformance::run(&client, &fixture()).await;
     client.shutdown().await;
 }

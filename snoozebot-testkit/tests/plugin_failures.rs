@@ -245,7 +245,7 @@ async fn the_plugin_exits_within_two_seconds_when_its_host_is_killed() {
     let marker = format!("SNOOZEBOT_TEST_MARKER=hostdeath-{}", std::process::id());
     let mut host = Command::new("sh")
         .arg("-c")
-        .arg(r#""$PLUGIN" > "$HANDSHAKE" & echo $!; wait"#)
+        .arg(r#""$PLUGIN" > "$HANDSHAKE" 2>/dev/null & echo $!; wait"#)
         .env("PLUGIN", mock_plugin())
         .env(
             "HANDSHAKE",
@@ -456,4 +456,36 @@ async fn the_manager_discovers_loads_unloads_and_leaves_nothing_behind() {
     drop(manager);
     assert_no_marked_processes("manager").await;
     assert!(held.list_instances(&InstanceFilter::new()).await.is_err());
+}
+
+#[tokio::test]
+async fn a_frozen_plugin_fails_its_health_check_and_is_replaced() {
+    let config = marked("frozen")
+        .with_health_check_interval(Some(Duration::from_millis(200)))
+        .with_restarts(5, Duration::from_millis(50));
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    let frozen = client.pid().unwrap();
+    // SIGSTOP: the process lives on but answers nothing, as a deadlocked plugin would.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(frozen as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(8), || client
+            .pid()
+            .is_some_and(|pid| pid != frozen))
+        .await,
+        "the frozen plugin was not replaced"
+    );
+    until_back(&client).await;
+    assert!(
+        eventually(Duration::from_secs(2), || is_reaped(frozen)).await,
+        "the frozen plugin was not killed"
+    );
+    client.shutdown().await;
+    assert_no_marked_processes("frozen").await;
 }

@@ -85,7 +85,8 @@ pub struct PluginConfig {
     pub health_check_interval: Option<Duration>,
     /// How long a health check may take before the plugin counts as hung. Default 2 s.
     pub health_check_timeout: Duration,
-    /// Restarts in a row (without a healthy minute between them) before giving up. Default 5.
+    /// Attempts to restart the plugin after it stopped unexpectedly, before giving up.
+    /// Default 5.
     pub max_restarts: u32,
     /// The backoff before the first restart, doubling up to 10 s. Default 200 ms.
     pub restart_backoff: Duration,
@@ -283,6 +284,7 @@ struct Running {
     controller: GrpcControllerClient<Connection>,
     health: HealthClient<Connection>,
     info: ProviderInfo,
+    address: PluginAddress,
 }
 
 /// One HTTP/2 connection to the plugin, used directly as the clients' transport.
@@ -405,6 +407,14 @@ impl PluginClient {
     pub fn pid(&self) -> Option<u32> {
         match &*self.supervisor.slot() {
             Slot::Running(running) => u32::try_from(running.process.group.as_raw()).ok(),
+            _ => None,
+        }
+    }
+
+    /// Where the running plugin listens, from its handshake.
+    pub fn address(&self) -> Option<PluginAddress> {
+        match &*self.supervisor.slot() {
+            Slot::Running(running) => Some(running.address.clone()),
             _ => None,
         }
     }
@@ -681,9 +691,14 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
         let info = provider.info(pb::InfoRequest {}).await.map_err(|status| {
             plugin_error(name, format!("Info failed: {}", status_to_error(&status)))
         })?;
-        Ok::<_, Error>((channel, provider, info_from_wire(info.into_inner())))
+        Ok::<_, Error>((
+            channel,
+            provider,
+            info_from_wire(info.into_inner()),
+            handshake.address,
+        ))
     };
-    let (channel, provider, info) = match tokio::time::timeout(remaining, setup).await {
+    let (channel, provider, info, address) = match tokio::time::timeout(remaining, setup).await {
         Ok(Ok(ready)) => ready,
         Ok(Err(error)) => return Err(error),
         Err(_) => {
@@ -714,6 +729,7 @@ async fn launch_once(name: &str, path: &Path, config: &PluginConfig) -> Result<A
         ),
         health: HealthClient::with_origin(channel, http::Uri::from_static(ORIGIN)),
         info,
+        address,
     }))
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
@@ -137,16 +137,8 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Re
         _ => None,
     };
 
-    let socket_dir = SocketDir::create()?;
-    let listener = UnixListener::bind(socket_dir.socket()).map_err(|error| {
-        Error::new(
-            ErrorKind::Plugin,
-            format!(
-                "cannot listen on {}: {error}",
-                socket_dir.socket().display()
-            ),
-        )
-    })?;
+    let (listener, socket_dir) = Listener::bind()?;
+    let address = listener.address()?;
     let acceptor_used = tls.is_some();
     let (server_cert, acceptor) = match tls {
         Some((cert, acceptor)) => (Some(cert.to_vec()), Some(acceptor)),
@@ -186,7 +178,7 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Re
     let handshake = Handshake {
         core_version: CORE_PROTOCOL_VERSION,
         app_version,
-        address: PluginAddress::Unix(socket_dir.socket()),
+        address,
         server_cert,
     };
     announce(&handshake)?;
@@ -259,6 +251,89 @@ fn watch_parent(interval: Duration, shutdown: watch::Sender<bool>) {
             }
         }
     });
+}
+
+/// Where the plugin listens: a unix socket in a private directory, or, where unix sockets are
+/// unavailable, TCP on 127.0.0.1 (in go-plugin's `PLUGIN_MIN_PORT`..`PLUGIN_MAX_PORT` range
+/// when the host gives one).
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    fn bind() -> crate::Result<(Self, Option<SocketDir>)> {
+        let unix = SocketDir::create().and_then(|dir| {
+            let listener = UnixListener::bind(dir.socket()).map_err(|error| {
+                Error::new(
+                    ErrorKind::Plugin,
+                    format!("cannot listen on {}: {error}", dir.socket().display()),
+                )
+            })?;
+            Ok((listener, dir))
+        });
+        match unix {
+            Ok((listener, dir)) => Ok((Listener::Unix(listener), Some(dir))),
+            Err(error) => {
+                tracing::warn!(%error, "no unix socket; listening on 127.0.0.1 instead");
+                Ok((Listener::Tcp(bind_loopback()?), None))
+            }
+        }
+    }
+
+    fn address(&self) -> crate::Result<PluginAddress> {
+        let address = match self {
+            Listener::Unix(listener) => listener.local_addr().ok().and_then(|addr| {
+                addr.as_pathname()
+                    .map(|path| PluginAddress::Unix(path.to_owned()))
+            }),
+            Listener::Tcp(listener) => listener.local_addr().ok().map(PluginAddress::Tcp),
+        };
+        address.ok_or_else(|| Error::new(ErrorKind::Plugin, "cannot tell where the plugin listens"))
+    }
+
+    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+        match self {
+            Listener::Unix(listener) => Ok(Box::new(listener.accept().await?.0)),
+            Listener::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Box::new(stream))
+            }
+        }
+    }
+}
+
+fn bind_loopback() -> crate::Result<TcpListener> {
+    let port = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse::<u16>().ok())
+    };
+    let ports: Vec<u16> = match (port("PLUGIN_MIN_PORT"), port("PLUGIN_MAX_PORT")) {
+        (Some(min), Some(max)) if min <= max => (min..=max).collect(),
+        _ => vec![0],
+    };
+    for port in ports {
+        if let Ok(listener) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+            listener.set_nonblocking(true).map_err(|error| {
+                Error::new(
+                    ErrorKind::Plugin,
+                    format!("cannot set up the TCP listener: {error}"),
+                )
+            })?;
+            return TcpListener::from_std(listener).map_err(|error| {
+                Error::new(
+                    ErrorKind::Plugin,
+                    format!("cannot set up the TCP listener: {error}"),
+                )
+            });
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Plugin,
+        "no free TCP port on 127.0.0.1 in the host's range",
+    ))
 }
 
 /// A private directory (mode 0700) for the socket, removed when dropped.
@@ -359,7 +434,7 @@ impl AsyncWrite for Accepted {
 /// Accepts connections; TLS handshakes run in tasks of their own, so a slow or hostile
 /// client cannot hold up the others.
 fn accept_loop(
-    listener: UnixListener,
+    listener: Listener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> ReceiverStream<std::io::Result<Accepted>> {
@@ -369,7 +444,7 @@ fn accept_loop(
             let stream = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(stream) => stream,
                     Err(error) => {
                         tracing::warn!(%error, "accepting a host connection failed");
                         continue;
@@ -378,7 +453,7 @@ fn accept_loop(
             };
             match &tls {
                 None => {
-                    if sender.send(Ok(Accepted(Box::new(stream)))).await.is_err() {
+                    if sender.send(Ok(Accepted(stream))).await.is_err() {
                         return;
                     }
                 }
