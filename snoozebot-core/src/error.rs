@@ -115,13 +115,19 @@ impl fmt::Display for ErrorKind {
 /// assert!(err.is_retryable());
 /// assert_eq!(err.to_string(), "aws: throttled: RequestLimitExceeded: Request limit exceeded.");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, thiserror::Error)]
+#[error("{}{kind}: {message}", provider_prefix(.provider.as_deref()))]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     provider: Option<String>,
     retry_after: Option<Duration>,
+    #[source]
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+}
+
+fn provider_prefix(provider: Option<&str>) -> String {
+    provider.map(|name| format!("{name}: ")).unwrap_or_default()
 }
 
 impl Error {
@@ -221,23 +227,6 @@ impl fmt::Debug for Error {
             debug.field("source", source);
         }
         debug.finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(provider) = &self.provider {
-            write!(f, "{provider}: ")?;
-        }
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
     }
 }
 
