@@ -353,6 +353,10 @@ pub struct StopOptions {
     /// Check permissions and arguments without changing anything, where the cloud supports it
     /// ([`Capabilities::dry_run`]).
     pub dry_run: bool,
+    /// When the asked-for mode cannot be applied to a particular instance (hibernating an EC2
+    /// instance launched without hibernation), stop it the provider's default way instead of
+    /// failing; [`StateChange::mode`] then says which mode was applied.
+    pub allow_fallback: bool,
 }
 
 impl StopOptions {
@@ -371,6 +375,12 @@ impl StopOptions {
     /// Sets whether this is only a dry run.
     pub fn with_dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
+        self
+    }
+
+    /// Sets whether the provider's default mode may be applied where the asked-for one cannot.
+    pub fn with_allow_fallback(mut self, allow_fallback: bool) -> Self {
+        self.allow_fallback = allow_fallback;
         self
     }
 }

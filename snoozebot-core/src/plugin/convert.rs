@@ -194,6 +194,7 @@ pub(crate) fn options_to_wire(opts: &StopOptions) -> pb::StopOptions {
         mode: mode_to_wire(opts.mode),
         force: opts.force,
         dry_run: opts.dry_run,
+        allow_fallback: opts.allow_fallback,
     }
 }
 
@@ -201,7 +202,8 @@ pub(crate) fn options_from_wire(opts: Option<pb::StopOptions>) -> Result<StopOpt
     let opts = opts.unwrap_or_default();
     let mut model = StopOptions::default()
         .with_force(opts.force)
-        .with_dry_run(opts.dry_run);
+        .with_dry_run(opts.dry_run)
+        .with_allow_fallback(opts.allow_fallback);
     model.mode = mode_from_wire(opts.mode)?;
     Ok(model)
 }

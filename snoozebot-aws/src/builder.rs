@@ -1,0 +1,174 @@
+//! [`AwsProviderBuilder`]: region, endpoint, credentials and retries for [`AwsProvider`].
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::{Credentials, Region};
+use snoozebot_core::{Error, ErrorKind, Result};
+
+use crate::AwsProvider;
+
+/// The ids per StopInstances/StartInstances call. EC2 documents no hard limit; 100 keeps each
+/// request and answer small and a failing call cheap to split.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// Builds an [`AwsProvider`], in the style of the AWS SDK's own configuration loader.
+///
+/// Credentials and region come from the standard chain (environment, shared config and
+/// credentials files and profiles, SSO, web identity, ECS and EC2 instance metadata) unless
+/// set here. The SDK's own retries are **off** by default: Snoozebot's retry layer
+/// ([`ProviderBuilder::retry`](snoozebot_core::ProviderBuilder::retry)) is the one place
+/// retries happen, so attempts never multiply. [`sdk_retries`](Self::sdk_retries) turns them
+/// back on for callers who use the provider without the middleware.
+///
+/// ```no_run
+/// use snoozebot_aws::AwsProviderBuilder;
+///
+/// # async fn run() -> snoozebot_core::Result<()> {
+/// // Real AWS, credentials from the environment or ~/.aws:
+/// let aws = AwsProviderBuilder::new().region("eu-west-1").build().await?;
+/// // An emulator such as moto or LocalStack:
+/// let moto = AwsProviderBuilder::new()
+///     .region("us-east-1")
+///     .endpoint_url("http://127.0.0.1:5000")
+///     .static_credentials("test", "test")
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct AwsProviderBuilder {
+    settings: AwsSettings,
+}
+
+/// What the provider was configured with; the SDK client is made from it on first use.
+#[derive(Debug, Clone)]
+pub(crate) struct AwsSettings {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    profile: Option<String>,
+    credentials: Option<Credentials>,
+    sdk_retries: bool,
+    pub(crate) batch_size: usize,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            endpoint_url: None,
+            profile: None,
+            credentials: None,
+            sdk_retries: false,
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Resolves the configuration chain and makes the client.
+    pub(crate) async fn connect(&self) -> Result<(Client, Option<String>)> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile.clone());
+        }
+        if let Some(credentials) = &self.credentials {
+            loader = loader.credentials_provider(credentials.clone());
+        }
+        loader = loader.retry_config(if self.sdk_retries {
+            RetryConfig::standard()
+        } else {
+            RetryConfig::disabled()
+        });
+        let config = loader.load().await;
+        let region = config.region().map(|region| region.as_ref().to_owned());
+        if region.is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "no AWS region: set AWS_REGION, a region in the profile, or AwsProviderBuilder::region",
+            )
+            .with_provider(crate::PROVIDER_NAME));
+        }
+        Ok((Client::new(&config), region))
+    }
+}
+
+impl AwsProviderBuilder {
+    /// A builder that takes everything from the standard chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The region (`eu-west-1`); otherwise `AWS_REGION` or the profile's.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.settings.region = Some(region.into());
+        self
+    }
+
+    /// Sends requests to this endpoint instead of AWS's (moto, LocalStack, a VPC endpoint).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.settings.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Uses this profile of the shared config files.
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.settings.profile = Some(profile.into());
+        self
+    }
+
+    /// Uses fixed credentials instead of the chain (emulators, tests).
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.settings.credentials = Some(Credentials::new(
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            "snoozebot-static",
+        ));
+        self
+    }
+
+    /// Turns the SDK's own retries (standard mode, 3 attempts) on or off; off by default.
+    pub fn sdk_retries(mut self, enabled: bool) -> Self {
+        self.settings.sdk_retries = enabled;
+        self
+    }
+
+    /// Ids per StopInstances/StartInstances call (default [`DEFAULT_BATCH_SIZE`]; at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.settings.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// A provider that resolves credentials and region on its first call. Never fails; a
+    /// missing region or credentials surface then as [`ErrorKind::Config`] or
+    /// [`ErrorKind::Unauthenticated`].
+    pub fn build_lazy(self) -> AwsProvider {
+        AwsProvider::new(self.settings)
+    }
+
+    /// A provider with credentials and region resolved now: configuration errors surface here.
+    pub async fn build(self) -> Result<AwsProvider> {
+        let provider = AwsProvider::new(self.settings);
+        provider.client().await?;
+        Ok(provider)
+    }
+
+    /// A provider around an SDK client you configured yourself; `region` is reported in
+    /// [`InstanceInfo::region`](snoozebot_core::InstanceInfo::region).
+    pub fn from_client(self, client: Client, region: Option<String>) -> AwsProvider {
+        AwsProvider::with_client(self.settings, client, region)
+    }
+}

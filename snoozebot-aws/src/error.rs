@@ -1,0 +1,174 @@
+//! EC2 errors as Snoozebot errors: every code the provider can meet mapped to an
+//! [`ErrorKind`], the native code kept in the message, the SDK error kept as the source.
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use snoozebot_core::{Error, ErrorKind};
+
+/// The kind for an EC2 error code; `status` (the HTTP status) decides for codes not listed.
+///
+/// | codes | kind | why |
+/// |---|---|---|
+/// | `RequestLimitExceeded`, `Throttling`, `ThrottlingException`, `EC2ThrottledException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled` | the API's rate limits |
+/// | `InvalidInstanceID.NotFound` | `NotFound` | |
+/// | `InvalidInstanceID.Malformed`, `InvalidInstanceID`, `InvalidParameterValue`, `InvalidParameterCombination`, `InvalidParameter`, `MissingParameter`, `ValidationError` | `InvalidArgument` | |
+/// | `IncorrectInstanceState`, `IncorrectState` | `InvalidState` | e.g. starting a terminated instance |
+/// | `OperationNotPermitted` | `InvalidState` | stop protection (`disableApiStop`) is a setting of the instance, not of the caller's permissions: the fix is to change the instance |
+/// | `UnauthorizedOperation`, `OptInRequired`, `Blocked` | `PermissionDenied` | valid credentials, missing IAM permission or account opt-in |
+/// | `AuthFailure`, `ExpiredToken`, `RequestExpired`, `InvalidClientTokenId`, `SignatureDoesNotMatch`, `MissingAuthenticationToken`, `UnrecognizedClientException` | `Unauthenticated` | bad, expired or missing credentials |
+/// | `InsufficientInstanceCapacity`, `InternalError`, `InternalFailure`, `Unavailable`, `ServiceUnavailable` | `Unavailable` | AWS-side, transient |
+/// | `UnsupportedOperation`, `UnsupportedHibernationConfiguration`, `UnsupportedInstanceType` | `Unsupported` | e.g. hibernating an instance set up without hibernation |
+/// | anything else | by HTTP status: 401 `Unauthenticated`, 403 `PermissionDenied`, 404 `NotFound`, 409 `InvalidState`, 429 `Throttled`, 5xx `Unavailable`, other 4xx `InvalidArgument`, else `Internal` | |
+pub fn kind_for_code(code: &str, status: u16) -> ErrorKind {
+    match code {
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "EC2ThrottledException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown" => ErrorKind::Throttled,
+        "InvalidInstanceID.NotFound" => ErrorKind::NotFound,
+        "InvalidInstanceID.Malformed"
+        | "InvalidInstanceID"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "InvalidParameter"
+        | "MissingParameter"
+        | "ValidationError" => ErrorKind::InvalidArgument,
+        "IncorrectInstanceState" | "IncorrectState" | "OperationNotPermitted" => {
+            ErrorKind::InvalidState
+        }
+        "UnauthorizedOperation" | "OptInRequired" | "Blocked" => ErrorKind::PermissionDenied,
+        "AuthFailure"
+        | "ExpiredToken"
+        | "RequestExpired"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "UnrecognizedClientException" => ErrorKind::Unauthenticated,
+        "InsufficientInstanceCapacity"
+        | "InternalError"
+        | "InternalFailure"
+        | "Unavailable"
+        | "ServiceUnavailable" => ErrorKind::Unavailable,
+        "UnsupportedOperation"
+        | "UnsupportedHibernationConfiguration"
+        | "UnsupportedInstanceType" => ErrorKind::Unsupported,
+        _ => match status {
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::PermissionDenied,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::InvalidState,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::InvalidArgument,
+            _ => ErrorKind::Internal,
+        },
+    }
+}
+
+/// The EC2 error code of a failed call, if EC2 answered with one.
+pub(crate) fn code_of<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+) -> Option<String> {
+    match error {
+        SdkError::ServiceError(context) => context.err().code().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Maps a failed SDK call; `operation` names it in the message (`StopInstances`).
+pub(crate) fn map_sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, message) = match &error {
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().unwrap_or("Unknown");
+            let status = context.raw().status().as_u16();
+            let detail = context.err().message().unwrap_or("no message");
+            (
+                kind_for_code(code, status),
+                format!("{operation}: {code}: {detail}"),
+            )
+        }
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Timeout,
+            format!("{operation}: the call timed out"),
+        ),
+        SdkError::DispatchFailure(failure) => {
+            let kind = if failure.is_timeout() {
+                ErrorKind::Timeout
+            } else if failure.is_user() {
+                ErrorKind::Config
+            } else {
+                ErrorKind::Unavailable
+            };
+            (
+                kind,
+                format!(
+                    "{operation}: the request could not be sent: {}",
+                    describe(&error)
+                ),
+            )
+        }
+        SdkError::ResponseError(_) => (
+            ErrorKind::Unavailable,
+            format!(
+                "{operation}: the answer could not be read: {}",
+                describe(&error)
+            ),
+        ),
+        SdkError::ConstructionFailure(_) => {
+            let text = describe(&error);
+            let kind = if text.contains("credentials") || text.contains("identity") {
+                ErrorKind::Unauthenticated
+            } else {
+                ErrorKind::Config
+            };
+            (
+                kind,
+                format!("{operation}: the request could not be built: {text}"),
+            )
+        }
+        _ => (
+            ErrorKind::Internal,
+            format!("{operation}: {}", describe(&error)),
+        ),
+    };
+    Error::new(kind, message)
+        .with_provider(crate::PROVIDER_NAME)
+        .with_source(error)
+}
+
+/// The whole chain of an error's causes on one line: SDK errors say little at the top.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_codes_fall_back_to_the_http_status() {
+        assert_eq!(kind_for_code("SomethingNew", 503), ErrorKind::Unavailable);
+        assert_eq!(
+            kind_for_code("SomethingNew", 403),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            kind_for_code("SomethingNew", 400),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(kind_for_code("SomethingNew", 200), ErrorKind::Internal);
+    }
+}
