@@ -186,6 +186,7 @@ impl AwsProvider {
             Ok(changes) => Ok(changes
                 .iter()
                 .filter_map(state_change)
+                .map(|change| settled_noop(action, change))
                 .map(|change| (change.id.clone(), change))
                 .collect()),
             // "Would have succeeded": report each instance as it is, unchanged.
@@ -284,6 +285,20 @@ impl AwsProvider {
             })
             .collect()
     }
+}
+
+/// Keeps stop and start idempotent in what they report: an instance that was already in the
+/// target state did not move. (EC2 reports `stopped → stopped`; moto reports `stopped →
+/// stopping`, which would read as a second stop having started.)
+fn settled_noop(action: Action, mut change: StateChange) -> StateChange {
+    let target = match action {
+        Action::Stop { .. } => InstanceState::Stopped,
+        Action::Start => InstanceState::Running,
+    };
+    if change.previous == target {
+        change.current = target;
+    }
+    change
 }
 
 fn ec2_state_names(states: &[InstanceState]) -> Vec<String> {
