@@ -124,6 +124,24 @@ async fn a_refused_connection_is_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_never_answers_times_out_in_the_middleware() {
+    let stub = Stub::start(vec![Reply {
+        when: None,
+        status: 0,
+        body: String::new(),
+    }])
+    .await;
+    let provider = ProviderBuilder::new(Arc::new(stub.provider()))
+        .timeout(Duration::from_secs(5))
+        .build();
+    let err = provider
+        .get_instance(&InstanceId::new(ID).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
+
 #[tokio::test]
 async fn a_garbled_answer_is_unavailable() {
     let stub = Stub::start(vec![Reply {

@@ -130,6 +130,7 @@ impl Drop for Moto {
 }
 
 /// One canned answer of the stub: served to requests whose body contains `when` (or all).
+/// Status 0 never answers at all, like an endpoint that hangs.
 #[derive(Clone)]
 pub struct Reply {
     pub when: Option<&'static str>,
@@ -192,6 +193,9 @@ impl Stub {
                             status: 500,
                             body: "no reply scripted".into(),
                         });
+                    if reply.status == 0 {
+                        std::future::pending::<()>().await;
+                    }
                     let response = format!(
                         "HTTP/1.1 {} Stub\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                         reply.status,
