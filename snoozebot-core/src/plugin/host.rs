@@ -960,28 +960,35 @@ impl CloudProvider for PluginClient {
             ids: ids.iter().map(ToString::to_string).collect(),
             options: Some(options_to_wire(opts)),
         };
-        let result = match self.supervisor.running() {
-            Ok(running) => running
-                .provider
-                .clone()
-                .stop_instances(request)
-                .await
-                .map_err(|status| self.error(status))
-                .and_then(|response| batch_from_wire(ids, response.into_inner())),
-            Err(error) => Err(error),
-        };
-        every_id(ids, result)
+        self.batch(ids, |mut client| async move {
+            client.stop_instances(request).await
+        })
+        .await
     }
 
     async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
         let request = pb::StartInstancesRequest {
             ids: ids.iter().map(ToString::to_string).collect(),
         };
+        self.batch(ids, |mut client| async move {
+            client.start_instances(request).await
+        })
+        .await
+    }
+}
+
+impl PluginClient {
+    /// Makes one batch call and reads one result per id; a call that fails as a whole is each
+    /// id's failure.
+    async fn batch<F, Fut>(&self, ids: &[InstanceId], call: F) -> BatchResults
+    where
+        F: FnOnce(CloudProviderClient<Connection>) -> Fut,
+        Fut: std::future::Future<
+                Output = std::result::Result<tonic::Response<pb::BatchResponse>, tonic::Status>,
+            >,
+    {
         let result = match self.supervisor.running() {
-            Ok(running) => running
-                .provider
-                .clone()
-                .start_instances(request)
+            Ok(running) => call(running.provider.clone())
                 .await
                 .map_err(|status| self.error(status))
                 .and_then(|response| batch_from_wire(ids, response.into_inner())),
