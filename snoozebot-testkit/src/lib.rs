@@ -32,6 +32,9 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+#[cfg(feature = "gce-fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]
+pub mod gce;
 mod mock;
 
 pub use mock::{
