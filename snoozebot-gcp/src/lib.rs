@@ -7,9 +7,11 @@
 
 mod error;
 mod model;
+mod provider;
 
 pub use error::{ErrorDetail, kind_for};
 pub use model::{InstanceRef, map_status};
+pub use provider::{GcpProvider, GcpProviderBuilder};
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "gcp";

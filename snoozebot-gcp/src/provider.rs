@@ -1,0 +1,461 @@
+//! [`GcpProvider`] and its builder: Compute Engine through the official
+//! `google-cloud-compute-v1` client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use google_cloud_compute_v1::client::Instances;
+use google_cloud_compute_v1::model::{Instance, Operation};
+use snoozebot_core::{
+    Capabilities, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
+    InstanceState, ProviderInfo, Result, StateChange, StopMode, StopOptions,
+};
+use tokio::sync::OnceCell;
+
+use crate::PROVIDER_NAME;
+use crate::error::ErrorDetail;
+use crate::model::{InstanceRef, map_status};
+
+/// Builds a [`GcpProvider`].
+///
+/// Credentials come from Application Default Credentials unless
+/// [`anonymous`](Self::anonymous) is asked for (emulators and fakes). The client's own retries
+/// are off: Snoozebot's retry layer is the one place retries happen.
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct GcpProviderBuilder {
+    project: Option<String>,
+    zones: Vec<String>,
+    endpoint: Option<String>,
+    anonymous: bool,
+    discard_local_ssd: Option<bool>,
+}
+
+impl GcpProviderBuilder {
+    /// A builder with nothing set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The project ids without one (`zone/name`) belong to, and the one listed.
+    pub fn project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Lists these zones only (one `instances.list` each) instead of the aggregated list.
+    pub fn zones(mut self, zones: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.zones = zones.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sends requests here instead of `https://compute.googleapis.com` (tests, fakes).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sends no credentials (fakes and emulators only).
+    pub fn anonymous(mut self) -> Self {
+        self.anonymous = true;
+        self
+    }
+
+    /// Whether stopping discards local SSD data (GCE requires saying so for instances with
+    /// local SSDs); unset leaves GCE's default.
+    pub fn discard_local_ssd(mut self, discard: bool) -> Self {
+        self.discard_local_ssd = Some(discard);
+        self
+    }
+
+    /// A provider that makes its client on the first call.
+    pub fn build(self) -> GcpProvider {
+        GcpProvider {
+            settings: Arc::new(self),
+            client: Arc::new(OnceCell::new()),
+        }
+    }
+}
+
+/// Stops, suspends and starts Compute Engine instances.
+///
+/// What it costs: a stopped (TERMINATED) instance is not billed for vCPU and memory, but its
+/// disks and static IPs are; a suspended one also pays for storing its memory. Ids are
+/// `project/zone/name`, or `zone/name` in the builder's project.
+#[derive(Debug, Clone)]
+pub struct GcpProvider {
+    settings: Arc<GcpProviderBuilder>,
+    client: Arc<OnceCell<Instances>>,
+}
+
+fn client_error(operation: &str, error: google_cloud_compute_v1::Error) -> Error {
+    if let Some(detail) = error
+        .http_payload()
+        .and_then(|body| ErrorDetail::from_envelope(body))
+    {
+        let detail = ErrorDetail {
+            http_status: detail.http_status.or(error.http_status_code()),
+            ..detail
+        };
+        return detail.into_error(operation).with_source(error);
+    }
+    let kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else if error.is_authentication() {
+        ErrorKind::Unauthenticated
+    } else if error.is_io() || error.is_transport() {
+        ErrorKind::Unavailable
+    } else {
+        crate::error::kind_for(None, error.http_status_code())
+    };
+    Error::new(kind, format!("{operation}: {error}"))
+        .with_provider(PROVIDER_NAME)
+        .with_source(error)
+}
+
+fn operation_error(operation: &str, op: &Operation) -> Option<Error> {
+    let first = op.error.as_ref()?.errors.first()?;
+    let detail = ErrorDetail {
+        reason: first.code.clone(),
+        message: first
+            .message
+            .clone()
+            .unwrap_or_else(|| "the operation failed".to_owned()),
+        http_status: op
+            .http_error_status_code
+            .and_then(|code| u16::try_from(code).ok()),
+    };
+    Some(detail.into_error(operation))
+}
+
+/// The last path segment of a GCE URL (`.../zones/us-central1-a` → `us-central1-a`).
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn instance_info(project: &str, instance: &Instance) -> Option<InstanceInfo> {
+    let name = instance.name.as_deref()?;
+    let zone = last_segment(instance.zone.as_deref()?);
+    let id = InstanceId::new(format!("{project}/{zone}/{name}")).ok()?;
+    let raw = instance
+        .status
+        .as_ref()
+        .and_then(|status| status.name())
+        .unwrap_or("UNKNOWN")
+        .to_owned();
+    let mut info = InstanceInfo::new(id, map_status(&raw), raw);
+    info.name = Some(name.to_owned());
+    info.zone = Some(zone.to_owned());
+    info.region = zone.rsplit_once('-').map(|(region, _)| region.to_owned());
+    info.machine_type = instance
+        .machine_type
+        .as_deref()
+        .map(|url| last_segment(url).to_owned());
+    info.launch_time = instance
+        .last_start_timestamp
+        .as_deref()
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+        .map(|time| time.with_timezone(&chrono::Utc));
+    info.tags = instance
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(info)
+}
+
+/// The GCE filter expression for what GCE can filter: labels and statuses.
+fn filter_expression(filter: &InstanceFilter) -> String {
+    let mut clauses: Vec<String> = filter
+        .tags
+        .iter()
+        .map(|(key, value)| format!("labels.{key} = \"{value}\""))
+        .collect();
+    let statuses: Vec<String> = filter
+        .states
+        .iter()
+        .flat_map(|state| match state {
+            InstanceState::Pending => &["PROVISIONING", "STAGING"][..],
+            InstanceState::Running => &["RUNNING"][..],
+            InstanceState::Stopping => &["STOPPING"][..],
+            InstanceState::Stopped => &["TERMINATED", "STOPPED"][..],
+            InstanceState::Suspending => &["SUSPENDING"][..],
+            InstanceState::Suspended => &["SUSPENDED"][..],
+            InstanceState::Terminating => &["DEPROVISIONING"][..],
+            InstanceState::Terminated | InstanceState::Unknown => &[][..],
+        })
+        .map(|status| format!("status = \"{status}\""))
+        .collect();
+    if !statuses.is_empty() {
+        clauses.push(format!("({})", statuses.join(" OR ")));
+    }
+    clauses.join(" AND ")
+}
+
+impl GcpProvider {
+    async fn client(&self) -> Result<&Instances> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut builder = Instances::builder()
+                    .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
+                if let Some(endpoint) = &self.settings.endpoint {
+                    builder = builder.with_endpoint(endpoint.clone());
+                }
+                if self.settings.anonymous {
+                    builder = builder.with_credentials(
+                        google_cloud_auth::credentials::anonymous::Builder::new().build(),
+                    );
+                }
+                builder.build().await.map_err(|error| {
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("cannot make the Compute Engine client: {error}"),
+                    )
+                    .with_provider(PROVIDER_NAME)
+                })
+            })
+            .await
+    }
+
+    fn locate(&self, id: &InstanceId) -> Result<InstanceRef> {
+        InstanceRef::parse(id, self.settings.project.as_deref())
+    }
+
+    async fn fetch(&self, at: &InstanceRef) -> Result<InstanceInfo> {
+        let instance = self
+            .client()
+            .await?
+            .get()
+            .set_project(&at.project)
+            .set_zone(&at.zone)
+            .set_instance(&at.name)
+            .send()
+            .await
+            .map_err(|error| client_error("instances.get", error))?;
+        instance_info(&at.project, &instance).ok_or_else(|| {
+            Error::internal("instances.get answered without a name or zone")
+                .with_provider(PROVIDER_NAME)
+        })
+    }
+
+    /// Follows a zone operation until it is done; its error becomes the call's.
+    async fn wait(&self, name: &str, at: &InstanceRef, started: Operation) -> Result<()> {
+        let mut operation = started;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let done = operation.status.as_ref().and_then(|status| status.name()) == Some("DONE");
+            if done {
+                return match operation_error(name, &operation) {
+                    Some(error) => Err(error),
+                    None => Ok(()),
+                };
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            let op_name = operation.name.clone().unwrap_or_default();
+            operation = self
+                .client()
+                .await?
+                .get_operation()
+                .set_project(&at.project)
+                .set_zone(&at.zone)
+                .set_operation(op_name)
+                .send()
+                .await
+                .map_err(|error| client_error("zoneOperations.get", error))?;
+        }
+    }
+
+    async fn mutate(&self, action: &str, at: &InstanceRef) -> Result<()> {
+        let client = self.client().await?;
+        let name = format!("instances.{action}");
+        let sent = match action {
+            "stop" => {
+                let mut request = client
+                    .stop()
+                    .set_project(&at.project)
+                    .set_zone(&at.zone)
+                    .set_instance(&at.name);
+                if let Some(discard) = self.settings.discard_local_ssd {
+                    request = request.set_discard_local_ssd(discard);
+                }
+                request.send().await
+            }
+            "suspend" => {
+                client
+                    .suspend()
+                    .set_project(&at.project)
+                    .set_zone(&at.zone)
+                    .set_instance(&at.name)
+                    .send()
+                    .await
+            }
+            "resume" => {
+                client
+                    .resume()
+                    .set_project(&at.project)
+                    .set_zone(&at.zone)
+                    .set_instance(&at.name)
+                    .send()
+                    .await
+            }
+            _ => {
+                client
+                    .start()
+                    .set_project(&at.project)
+                    .set_zone(&at.zone)
+                    .set_instance(&at.name)
+                    .send()
+                    .await
+            }
+        };
+        let operation = sent.map_err(|error| client_error(&name, error))?;
+        self.wait(&name, at, operation).await
+    }
+
+    async fn list_pages(
+        &self,
+        project: &str,
+        zone: Option<&str>,
+        expression: &str,
+    ) -> Result<Vec<InstanceInfo>> {
+        let client = self.client().await?;
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let (instances, next) = match zone {
+                Some(zone) => {
+                    let mut request = client
+                        .list()
+                        .set_project(project)
+                        .set_zone(zone)
+                        .set_max_results(500u32);
+                    if !expression.is_empty() {
+                        request = request.set_filter(expression);
+                    }
+                    if let Some(token) = &token {
+                        request = request.set_page_token(token);
+                    }
+                    let page = request
+                        .send()
+                        .await
+                        .map_err(|error| client_error("instances.list", error))?;
+                    (page.items, page.next_page_token)
+                }
+                None => {
+                    let mut request = client
+                        .aggregated_list()
+                        .set_project(project)
+                        .set_max_results(500u32);
+                    if !expression.is_empty() {
+                        request = request.set_filter(expression);
+                    }
+                    if let Some(token) = &token {
+                        request = request.set_page_token(token);
+                    }
+                    let page = request
+                        .send()
+                        .await
+                        .map_err(|error| client_error("instances.aggregatedList", error))?;
+                    let instances = page
+                        .items
+                        .into_values()
+                        .flat_map(|scope| scope.instances)
+                        .collect();
+                    (instances, page.next_page_token)
+                }
+            };
+            found.extend(
+                instances
+                    .iter()
+                    .filter_map(|instance| instance_info(project, instance)),
+            );
+            match next.filter(|token| !token.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for GcpProvider {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo::new(
+            PROVIDER_NAME,
+            env!("CARGO_PKG_VERSION"),
+            "compute/v1",
+            Capabilities::new([StopMode::Stop, StopMode::Suspend]),
+        )
+    }
+
+    async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
+        let at = self.locate(id)?;
+        self.fetch(&at).await
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
+        let project = self.settings.project.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "listing needs a project: GcpProviderBuilder::project",
+            )
+            .with_provider(PROVIDER_NAME)
+        })?;
+        let expression = filter_expression(filter);
+        let mut found = Vec::new();
+        if self.settings.zones.is_empty() {
+            found = self.list_pages(&project, None, &expression).await?;
+        } else {
+            for zone in &self.settings.zones {
+                found.extend(self.list_pages(&project, Some(zone), &expression).await?);
+            }
+        }
+        found.retain(|info| filter.matches(info));
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
+        let at = self.locate(id)?;
+        self.info()
+            .capabilities
+            .check(opts)
+            .map_err(|error| error.with_provider(PROVIDER_NAME))?;
+        let (action, mode) = match opts.mode {
+            Some(StopMode::Suspend) => ("suspend", StopMode::Suspend),
+            _ => ("stop", StopMode::Stop),
+        };
+        let before = self.fetch(&at).await?;
+        let settled = match mode {
+            StopMode::Suspend => InstanceState::Suspended,
+            _ => InstanceState::Stopped,
+        };
+        if before.state != settled {
+            self.mutate(action, &at).await?;
+        }
+        let after = if before.state == settled {
+            before.state
+        } else {
+            self.fetch(&at).await?.state
+        };
+        Ok(StateChange::new(before.id, before.state, after).with_mode(mode))
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
+        let at = self.locate(id)?;
+        let before = self.fetch(&at).await?;
+        if before.state == InstanceState::Running {
+            return Ok(StateChange::new(before.id, before.state, before.state));
+        }
+        let action = if before.state == InstanceState::Suspended {
+            "resume"
+        } else {
+            "start"
+        };
+        self.mutate(action, &at).await?;
+        let after = self.fetch(&at).await?;
+        Ok(StateChange::new(before.id, before.state, after.state))
+    }
+}
