@@ -29,6 +29,7 @@ fn normalized(reason: &str) -> String {
 /// | `backendError`, `internalError`, `serviceUnavailable`, `zoneResourcePoolExhausted` | `Unavailable` |
 /// | anything else | by HTTP status: 400 `InvalidArgument`, 401 `Unauthenticated`, 403 `PermissionDenied`, 404 `NotFound`, 409/412 `InvalidState`, 429 `Throttled`, 5xx `Unavailable`, else `Internal` |
 pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
+    // Reasons that say more than the status (a 403 quota error is throttling) come first.
     let by_reason = reason
         .map(normalized)
         .and_then(|reason| match reason.as_str() {
@@ -66,6 +67,26 @@ pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
         Some(500..=599) => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     })
+}
+
+/// The reason a GCE error message states, for clients that keep only the message: quota and
+/// rate-limit messages (`Quota exceeded for ...`, `Rate Limit Exceeded`), `... is not ready`,
+/// and reasons named verbatim (`rateLimitExceeded`).
+pub fn reason_in(message: &str) -> Option<&'static str> {
+    let text = message.to_ascii_lowercase();
+    let compact: String = text.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if compact.contains("ratelimitexceeded")
+        || compact.contains("quotaexceeded")
+        || text.contains("quota")
+    {
+        Some("rateLimitExceeded")
+    } else if compact.contains("resourcenotready") || text.contains("is not ready") {
+        Some("resourceNotReady")
+    } else if compact.contains("resourceinusebyanotherresource") {
+        Some("resourceInUseByAnotherResource")
+    } else {
+        None
+    }
 }
 
 /// The first error of a Google error envelope or of an operation's `error`.
@@ -167,6 +188,20 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::InvalidState);
         assert!(error.message().contains("RESOURCE_NOT_READY"), "{error}");
         assert!(ErrorDetail::from_operation(&serde_json::json!({"status": "DONE"})).is_none());
+    }
+
+    #[test]
+    fn reasons_are_read_back_from_messages() {
+        assert_eq!(
+            reason_in("Quota exceeded for quota metric 'Queries'"),
+            Some("rateLimitExceeded")
+        );
+        assert_eq!(reason_in("Rate Limit Exceeded"), Some("rateLimitExceeded"));
+        assert_eq!(
+            reason_in("The resource 'projects/p/zones/z/instances/i' is not ready"),
+            Some("resourceNotReady")
+        );
+        assert_eq!(reason_in("The resource was not found"), None);
     }
 
     #[test]

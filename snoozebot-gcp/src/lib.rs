@@ -9,7 +9,7 @@ mod error;
 mod model;
 mod provider;
 
-pub use error::{ErrorDetail, kind_for};
+pub use error::{ErrorDetail, kind_for, reason_in};
 pub use model::{InstanceRef, map_status};
 pub use provider::{GcpProvider, GcpProviderBuilder};
 

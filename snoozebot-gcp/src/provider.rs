@@ -90,28 +90,53 @@ pub struct GcpProvider {
 }
 
 fn client_error(operation: &str, error: google_cloud_compute_v1::Error) -> Error {
-    if let Some(detail) = error
+    let retry_after = error
+        .http_headers()
+        .and_then(|headers| headers.get("retry-after"))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mapped = if let Some(detail) = error
         .http_payload()
         .and_then(|body| ErrorDetail::from_envelope(body))
     {
+        // An answer the client could not read as a status: the raw Google envelope.
         let detail = ErrorDetail {
             http_status: detail.http_status.or(error.http_status_code()),
             ..detail
         };
-        return detail.into_error(operation).with_source(error);
-    }
-    let kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_authentication() {
-        ErrorKind::Unauthenticated
-    } else if error.is_io() || error.is_transport() {
-        ErrorKind::Unavailable
-    } else {
-        crate::error::kind_for(None, error.http_status_code())
-    };
-    Error::new(kind, format!("{operation}: {error}"))
+        detail.into_error(operation)
+    } else if let Some(status) = error.status() {
+        // The client keeps the envelope's message and the HTTP status, not `errors[].reason`;
+        // the reason is read back from the message where GCE states it.
+        let message = status.message.clone();
+        let kind =
+            crate::error::kind_for(crate::error::reason_in(&message), error.http_status_code());
+        Error::new(
+            kind,
+            format!(
+                "{operation}: HTTP {}: {message}",
+                error.http_status_code().unwrap_or(0)
+            ),
+        )
         .with_provider(PROVIDER_NAME)
-        .with_source(error)
+    } else {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else if error.is_authentication() {
+            ErrorKind::Unauthenticated
+        } else if error.is_connect() || error.is_io() || error.is_transport() {
+            ErrorKind::Unavailable
+        } else {
+            crate::error::kind_for(None, error.http_status_code())
+        };
+        Error::new(kind, format!("{operation}: {error}")).with_provider(PROVIDER_NAME)
+    };
+    let mapped = match retry_after {
+        Some(after) => mapped.with_retry_after(after),
+        None => mapped,
+    };
+    mapped.with_source(error)
 }
 
 fn operation_error(operation: &str, op: &Operation) -> Option<Error> {

@@ -110,3 +110,115 @@ async fn listing_1000_instances_over_3_zones_reads_every_page() {
     // 500 a page: at least two aggregated pages.
     assert!(fake.request_count() - before >= 2);
 }
+
+async fn get_fails_with(status: u16, reason: &str, expected: ErrorKind) {
+    let fake = fleet().await;
+    fake.fail_next(status, reason, 1);
+    let err = provider(&fake)
+        .get_instance(&InstanceId::new("proj/us-central1-a/web-1").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), expected, "{status} {reason}: {err}");
+    assert!(
+        err.message().contains(reason),
+        "the native reason is lost: {err}"
+    );
+    assert_eq!(err.provider(), Some("gcp"));
+}
+
+macro_rules! mapping_tests {
+    ($($test:ident: $status:literal, $reason:literal => $kind:ident;)*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                get_fails_with($status, $reason, ErrorKind::$kind).await;
+            }
+        )*
+    };
+}
+
+mapping_tests! {
+    not_found_404_is_not_found: 404, "notFound" => NotFound;
+    invalid_400_is_invalid_argument: 400, "invalid" => InvalidArgument;
+    resource_not_ready_is_invalid_state: 400, "resourceNotReady" => InvalidState;
+    conflict_409_is_invalid_state: 409, "conflict" => InvalidState;
+    forbidden_403_is_permission_denied: 403, "forbidden" => PermissionDenied;
+    auth_error_401_is_unauthenticated: 401, "authError" => Unauthenticated;
+    rate_limit_429_is_throttled: 429, "rateLimitExceeded" => Throttled;
+    quota_exceeded_is_throttled: 403, "quotaExceeded" => Throttled;
+    backend_error_503_is_unavailable: 503, "backendError" => Unavailable;
+    unknown_500_is_unavailable: 500, "somethingNew" => Unavailable;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let provider = GcpProviderBuilder::new()
+        .project("proj")
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .anonymous()
+        .build();
+    let err = provider
+        .get_instance(&InstanceId::new("proj/us-central1-a/web-1").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
+
+#[tokio::test]
+async fn malformed_ids_and_unsupported_modes_make_no_request() {
+    let fake = fleet().await;
+    let provider = provider(&fake);
+    let before = fake.request_count();
+    for bad in ["web-1", "a/b/c/d", "proj/us-central1-a/Web"] {
+        let err = provider
+            .get_instance(&InstanceId::new(bad).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
+    }
+    for mode in [
+        snoozebot_core::StopMode::Hibernate,
+        snoozebot_core::StopMode::Deallocate,
+    ] {
+        let err = provider
+            .stop_instance(
+                &InstanceId::new("proj/us-central1-a/web-1").unwrap(),
+                &StopOptions::default().with_mode(mode),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+    }
+    assert_eq!(fake.request_count(), before);
+}
+
+#[tokio::test]
+async fn suspend_then_start_resumes() {
+    let fake = fleet().await;
+    let provider = provider(&fake);
+    let id = InstanceId::new("proj/us-central1-a/web-1").unwrap();
+    let change = provider
+        .stop_instance(
+            &id,
+            &StopOptions::default().with_mode(snoozebot_core::StopMode::Suspend),
+        )
+        .await
+        .unwrap();
+    assert_eq!(change.mode, Some(snoozebot_core::StopMode::Suspend));
+    let info = snoozebot_core::CloudProviderExt::wait_for_state(
+        &provider,
+        &id,
+        snoozebot_core::InstanceState::Suspended,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(info.raw_state, "SUSPENDED");
+    let change = provider.start_instance(&id).await.unwrap();
+    assert_eq!(change.previous, snoozebot_core::InstanceState::Suspended);
+}
