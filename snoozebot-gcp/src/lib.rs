@@ -1,6 +1,28 @@
-//! The Google Compute Engine provider for [Snoozebot](snoozebot_core) — in progress: the id and
-//! status model and the error mapping have landed; the provider on `google-cloud-compute-v1`
-//! and its fake GCE server follow.
+//! The Google Compute Engine provider for [Snoozebot](snoozebot_core), on the official
+//! `google-cloud-compute-v1` client.
+//!
+//! ```no_run
+//! use snoozebot_core::{CloudProvider, InstanceFilter, StopMode, StopOptions};
+//! use snoozebot_gcp::GcpProviderBuilder;
+//!
+//! # async fn run() -> snoozebot_core::Result<()> {
+//! let gce = GcpProviderBuilder::new().project("my-project").build();
+//! let idle = gce
+//!     .list_instances(&InstanceFilter::new().with_tag("snoozebot", "idle"))
+//!     .await?;
+//! for instance in idle {
+//!     // Suspend keeps memory (billed as storage); the default stop is cheapest.
+//!     let change = gce
+//!         .stop_instance(&instance.id, &StopOptions::default().with_mode(StopMode::Suspend))
+//!         .await?;
+//!     println!("{}: {} -> {}", change.id, change.previous, change.current);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Ids are `project/zone/name`, or `zone/name` in the builder's project. Each stop, suspend or
+//! start follows its zone operation to the end and reports a failed operation's error. See the
+//! crate README for IAM permissions and costs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

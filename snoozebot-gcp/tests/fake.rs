@@ -222,3 +222,24 @@ async fn suspend_then_start_resumes() {
     let change = provider.start_instance(&id).await.unwrap();
     assert_eq!(change.previous, snoozebot_core::InstanceState::Suspended);
 }
+
+#[cfg(feature = "plugin")]
+#[tokio::test]
+async fn conformance_through_the_plugin() {
+    use snoozebot_core::plugin::{PluginClient, PluginConfig};
+    let fake = fleet().await;
+    let config = PluginConfig::default()
+        .with_env("SNOOZEBOT_GCP_PROJECT", "proj")
+        .with_env("SNOOZEBOT_GCP_ENDPOINT", fake.endpoint())
+        .with_env("SNOOZEBOT_GCP_ANONYMOUS", "1");
+    let plugin = PluginClient::launch(
+        "gcp",
+        std::path::Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-gcp")),
+        config,
+    )
+    .await
+    .unwrap();
+    assert_eq!(plugin.info().name, "gcp");
+    conformance::run(&plugin, &fixture()).await;
+    plugin.shutdown().await;
+}
