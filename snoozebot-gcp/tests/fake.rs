@@ -92,6 +92,11 @@ async fn throttling_from_the_api_is_throttled() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
     assert!(err.message().contains("rateLimitExceeded"), "{err}");
+    assert_eq!(
+        err.retry_after(),
+        Some(Duration::from_secs(3)),
+        "Retry-After is lost"
+    );
 }
 
 #[tokio::test]

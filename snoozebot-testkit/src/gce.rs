@@ -85,7 +85,16 @@ fn error_envelope(code: u16, reason: &str, message: &str) -> Response {
             "errors": [{"message": message, "domain": "global", "reason": reason}],
         }
     });
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    if code == 429
+        && let Ok(value) = axum::http::HeaderValue::from_str("3")
+    {
+        // GCE asks throttled callers to wait; the fake always asks for 3 s.
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 impl Instance {
@@ -552,7 +561,7 @@ impl FakeGce {
     }
 
     /// Answers the next `times` requests with an error envelope of `status` and `reason`
-    /// (`429`/`rateLimitExceeded`, `503`/`backendError`, ...).
+    /// (`429`/`rateLimitExceeded`, `503`/`backendError`, ...). A 429 carries `Retry-After: 3`.
     pub fn fail_next(&self, status: u16, reason: &str, times: usize) {
         let mut fleet = lock(&self.state);
         for _ in 0..times {
