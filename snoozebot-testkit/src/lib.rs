@@ -31,6 +31,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "arm-fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arm-fake")))]
+pub mod arm;
 pub mod conformance;
 #[cfg(feature = "gce-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]

@@ -1,0 +1,438 @@
+//! [`FakeArm`]: an Azure Resource Manager server for VMs on 127.0.0.1, for tests (feature
+//! `arm-fake`).
+//!
+//! It serves the VM paths a provider uses, with JSON in the shapes of the recorded ARM payloads
+//! (`fixtures/azure/`): `GET` with `$expand=instanceView`, lists per resource group and per
+//! subscription with `nextLink` paging (and `statusOnly=true`), and the long-running
+//! `powerOff`, `deallocate` and `start`: `202` with `Azure-AsyncOperation` and `Location`,
+//! operations `InProgress` → `Succeeded` (or `Failed`) over time while the VM moves through
+//! `stopping`/`deallocating`/`starting`. ARM error bodies and scripted faults (any status and
+//! code, 429 with `Retry-After`, failed operations).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// A fake ARM endpoint; stops serving when dropped.
+#[derive(Debug)]
+pub struct FakeArm {
+    state: Arc<Mutex<Arm>>,
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Arm {
+    base: String,
+    vms: BTreeMap<(String, String, String), Vm>,
+    operations: HashMap<String, ArmOperation>,
+    next_id: u64,
+    transition: Duration,
+    page_size: usize,
+    faults: VecDeque<(u16, String)>,
+    failing_operations: VecDeque<(String, String)>,
+    requests: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Vm {
+    power: String,
+    tags: BTreeMap<String, String>,
+    settles: Option<(String, Instant)>,
+}
+
+#[derive(Debug, Clone)]
+struct ArmOperation {
+    started: String,
+    done_at: Instant,
+    error: Option<(String, String)>,
+}
+
+fn lock(state: &Mutex<Arm>) -> MutexGuard<'_, Arm> {
+    match state.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339()
+}
+
+fn arm_error(status: u16, code: &str, message: &str) -> Response {
+    let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status_code,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    if status == 429 {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    response
+}
+
+impl Vm {
+    fn settle(&mut self, now: Instant) {
+        if let Some((power, due)) = &self.settles
+            && now >= *due
+        {
+            self.power = power.clone();
+            self.settles = None;
+        }
+    }
+
+    fn to_json(&self, key: &(String, String, String), with_view: bool) -> Value {
+        let (subscription, group, name) = key;
+        let mut properties = json!({
+            "hardwareProfile": {"vmSize": "Standard_B1s"},
+            "provisioningState": "Succeeded",
+            "vmId": format!("00000000-0000-0000-0000-{:012}", name.len()),
+            "timeCreated": "2025-11-16T23:15:37.6402187+00:00",
+        });
+        if with_view {
+            properties["instanceView"] = json!({
+                "statuses": [
+                    {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                    {"code": format!("PowerState/{}", self.power), "level": "Info", "displayStatus": format!("VM {}", self.power)},
+                ]
+            });
+        }
+        json!({
+            "name": name,
+            "id": format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}"),
+            "type": "Microsoft.Compute/virtualMachines",
+            "location": "eastus",
+            "tags": self.tags,
+            "properties": properties,
+        })
+    }
+}
+
+type Shared = Arc<Mutex<Arm>>;
+
+fn arrive(arm: &mut Arm) -> Option<Response> {
+    arm.requests += 1;
+    arm.faults
+        .pop_front()
+        .map(|(status, code)| arm_error(status, &code, &format!("injected {code}")))
+}
+
+fn not_found(group: &str, name: &str) -> Response {
+    arm_error(
+        404,
+        "ResourceNotFound",
+        &format!(
+            "The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource group '{group}' was not found."
+        ),
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct VmQuery {
+    #[serde(rename = "$expand")]
+    expand: Option<String>,
+    #[serde(rename = "statusOnly")]
+    status_only: Option<String>,
+    #[serde(rename = "$skiptoken")]
+    skip_token: Option<String>,
+    monitor: Option<String>,
+}
+
+async fn get_vm(
+    State(state): State<Shared>,
+    Path((subscription, group, name)): Path<(String, String, String)>,
+    Query(query): Query<VmQuery>,
+) -> Response {
+    let mut arm = lock(&state);
+    if let Some(fault) = arrive(&mut arm) {
+        return fault;
+    }
+    let key = (subscription, group.clone(), name.clone());
+    let now = Instant::now();
+    match arm.vms.get_mut(&key) {
+        Some(vm) => {
+            vm.settle(now);
+            let with_view = query.expand.as_deref() == Some("instanceView");
+            Json(vm.to_json(&key, with_view)).into_response()
+        }
+        None => not_found(&group, &name),
+    }
+}
+
+fn list(
+    state: &Shared,
+    subscription: &str,
+    group: Option<&str>,
+    query: &VmQuery,
+    path: &str,
+) -> Response {
+    let mut arm = lock(state);
+    if let Some(fault) = arrive(&mut arm) {
+        return fault;
+    }
+    let now = Instant::now();
+    let with_view = query.status_only.as_deref() == Some("true");
+    let page_size = arm.page_size.max(1);
+    let base = arm.base.clone();
+    let all: Vec<Value> = arm
+        .vms
+        .iter_mut()
+        .filter(|((s, g, _), _)| s == subscription && group.is_none_or(|group| g == group))
+        .map(|(key, vm)| {
+            vm.settle(now);
+            vm.to_json(key, with_view)
+        })
+        .collect();
+    let start = query
+        .skip_token
+        .as_deref()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (start + page_size).min(all.len());
+    let mut body = json!({"value": all.get(start..end).map(<[Value]>::to_vec).unwrap_or_default()});
+    if end < all.len() {
+        let status_only = if with_view { "&statusOnly=true" } else { "" };
+        body["nextLink"] = json!(format!(
+            "{base}{path}?api-version=2025-04-01{status_only}&$skiptoken={end}"
+        ));
+    }
+    Json(body).into_response()
+}
+
+async fn list_group(
+    State(state): State<Shared>,
+    Path((subscription, group)): Path<(String, String)>,
+    Query(query): Query<VmQuery>,
+) -> Response {
+    let path = format!(
+        "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines"
+    );
+    list(&state, &subscription, Some(&group), &query, &path)
+}
+
+async fn list_all(
+    State(state): State<Shared>,
+    Path(subscription): Path<String>,
+    Query(query): Query<VmQuery>,
+) -> Response {
+    let path = format!("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines");
+    list(&state, &subscription, None, &query, &path)
+}
+
+async fn act(
+    State(state): State<Shared>,
+    Path((subscription, group, name, action)): Path<(String, String, String, String)>,
+) -> Response {
+    let mut arm = lock(&state);
+    if let Some(fault) = arrive(&mut arm) {
+        return fault;
+    }
+    let now = Instant::now();
+    let transition = arm.transition;
+    let failure = arm.failing_operations.pop_front();
+    let key = (subscription.clone(), group.clone(), name.clone());
+    let Some(vm) = arm.vms.get_mut(&key) else {
+        return not_found(&group, &name);
+    };
+    vm.settle(now);
+    let (moving, settled) = match action.as_str() {
+        "powerOff" => ("stopping", "stopped"),
+        "deallocate" => ("deallocating", "deallocated"),
+        "start" => ("starting", "running"),
+        _ => {
+            return arm_error(
+                400,
+                "InvalidRequestContent",
+                &format!("unknown action {action}"),
+            );
+        }
+    };
+    if failure.is_none() && vm.power != settled {
+        vm.power = moving.to_owned();
+        vm.settles = Some((settled.to_owned(), now + transition));
+    }
+    arm.next_id += 1;
+    let id = format!("00000000-0000-0000-0000-{:012}", arm.next_id);
+    arm.operations.insert(
+        id.clone(),
+        ArmOperation {
+            started: now_rfc3339(),
+            done_at: now + transition,
+            error: failure,
+        },
+    );
+    let operation = format!(
+        "{}/subscriptions/{subscription}/providers/Microsoft.Compute/locations/eastus/operations/{id}?p=fake&api-version=2025-04-01",
+        arm.base
+    );
+    let mut response = StatusCode::ACCEPTED.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&operation) {
+        headers.insert("azure-asyncoperation", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{operation}&monitor=true")) {
+        headers.insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn operation(
+    State(state): State<Shared>,
+    Path((_subscription, _location, id)): Path<(String, String, String)>,
+    Query(query): Query<VmQuery>,
+) -> Response {
+    let mut arm = lock(&state);
+    if let Some(fault) = arrive(&mut arm) {
+        return fault;
+    }
+    let Some(op) = arm.operations.get(&id).cloned() else {
+        return arm_error(404, "NotFound", &format!("operation {id} not found"));
+    };
+    let done = Instant::now() >= op.done_at;
+    if query.monitor.as_deref() == Some("true") {
+        return if done {
+            StatusCode::OK.into_response()
+        } else {
+            StatusCode::ACCEPTED.into_response()
+        };
+    }
+    let mut body = json!({"startTime": op.started, "status": "InProgress", "name": id});
+    if done {
+        body["endTime"] = json!(now_rfc3339());
+        body["status"] = json!("Succeeded");
+        if let Some((code, message)) = op.error {
+            body["status"] = json!("Failed");
+            body["error"] = json!({"code": code, "message": message});
+        }
+    }
+    Json(body).into_response()
+}
+
+impl FakeArm {
+    /// Starts the fake on a free 127.0.0.1 port.
+    ///
+    /// # Panics
+    ///
+    /// If no port can be bound: a test cannot go on without its fake.
+    pub async fn start() -> FakeArm {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("the fake ARM server cannot bind 127.0.0.1: {error}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("the fake ARM server has no address: {error}"));
+        let state: Shared = Arc::new(Mutex::new(Arm {
+            base: format!("http://{address}"),
+            transition: Duration::from_millis(100),
+            page_size: 50,
+            ..Arm::default()
+        }));
+        let vm = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}";
+        let router = Router::new()
+            .route(vm, get(get_vm))
+            .route(&format!("{vm}/{{action}}"), post(act))
+            .route(
+                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines",
+                get(list_group),
+            )
+            .route("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines", get(list_all))
+            .route(
+                "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/operations/{id}",
+                get(operation),
+            )
+            .with_state(Arc::clone(&state));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        FakeArm {
+            state,
+            address,
+            stop: Some(stop),
+        }
+    }
+
+    /// The ARM endpoint to give the client: `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Adds a VM with power state `power` (`running`, `deallocated`, ...) and tags.
+    pub fn add_vm(
+        &self,
+        subscription: &str,
+        group: &str,
+        name: &str,
+        power: &str,
+        tags: &[(&str, &str)],
+    ) {
+        let vm = Vm {
+            power: power.to_owned(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            settles: None,
+        };
+        lock(&self.state).vms.insert(
+            (subscription.to_owned(), group.to_owned(), name.to_owned()),
+            vm,
+        );
+    }
+
+    /// How long power operations take (default 100 ms).
+    pub fn set_transition_time(&self, transition: Duration) {
+        lock(&self.state).transition = transition;
+    }
+
+    /// VMs per list page before a `nextLink` (default 50).
+    pub fn set_page_size(&self, size: usize) {
+        lock(&self.state).page_size = size;
+    }
+
+    /// Answers the next `times` requests with an ARM error of `status` and `code`; a 429
+    /// carries `Retry-After: 2`.
+    pub fn fail_next(&self, status: u16, code: &str, times: usize) {
+        let mut arm = lock(&self.state);
+        for _ in 0..times {
+            arm.faults.push_back((status, code.to_owned()));
+        }
+    }
+
+    /// Makes the next power operation end `Failed` with this error, the VM unchanged.
+    pub fn fail_next_operation(&self, code: &str, message: &str) {
+        lock(&self.state)
+            .failing_operations
+            .push_back((code.to_owned(), message.to_owned()));
+    }
+
+    /// How many requests arrived so far.
+    pub fn request_count(&self) -> usize {
+        lock(&self.state).requests
+    }
+}
+
+impl Drop for FakeArm {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
