@@ -10,8 +10,7 @@
 //! code, 429 with `Retry-After`, failed operations).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -20,15 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use crate::loopback::{LoopbackServer, lock};
 
 /// A fake ARM endpoint; stops serving when dropped.
 #[derive(Debug)]
 pub struct FakeArm {
     state: Arc<Mutex<Arm>>,
-    address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    server: LoopbackServer,
 }
 
 #[derive(Debug, Default)]
@@ -56,13 +55,6 @@ struct ArmOperation {
     started: String,
     done_at: Instant,
     error: Option<(String, String)>,
-}
-
-fn lock(state: &Mutex<Arm>) -> MutexGuard<'_, Arm> {
-    match state.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 fn now_rfc3339() -> String {
@@ -328,50 +320,37 @@ impl FakeArm {
     ///
     /// If no port can be bound: a test cannot go on without its fake.
     pub async fn start() -> FakeArm {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|error| panic!("the fake ARM server cannot bind 127.0.0.1: {error}"));
-        let address = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("the fake ARM server has no address: {error}"));
         let state: Shared = Arc::new(Mutex::new(Arm {
-            base: format!("http://{address}"),
             transition: Duration::from_millis(100),
             page_size: 50,
             ..Arm::default()
         }));
-        let vm = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}";
-        let router = Router::new()
-            .route(vm, get(get_vm))
-            .route(&format!("{vm}/{{action}}"), post(act))
-            .route(
-                "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines",
-                get(list_group),
-            )
-            .route("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines", get(list_all))
-            .route(
-                "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/operations/{id}",
-                get(operation),
-            )
-            .with_state(Arc::clone(&state));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        FakeArm {
-            state,
-            address,
-            stop: Some(stop),
-        }
+        let shared = Arc::clone(&state);
+        let server = LoopbackServer::start("fake ARM server", move |address| {
+            // nextLink and operation URLs are absolute, as ARM's are.
+            lock(&shared).base = format!("http://{address}");
+            let vm = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}";
+            Router::new()
+                .route(vm, get(get_vm))
+                .route(&format!("{vm}/{{action}}"), post(act))
+                .route(
+                    "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines",
+                    get(list_group),
+                )
+                .route("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines", get(list_all))
+                .route(
+                    "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/operations/{id}",
+                    get(operation),
+                )
+                .with_state(shared)
+        })
+        .await;
+        FakeArm { state, server }
     }
 
     /// The ARM endpoint to give the client: `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        self.server.endpoint()
     }
 
     /// Adds a VM with power state `power` (`running`, `deallocated`, ...) and tags.
@@ -426,13 +405,5 @@ impl FakeArm {
     /// How many requests arrived so far.
     pub fn request_count(&self) -> usize {
         lock(&self.state).requests
-    }
-}
-
-impl Drop for FakeArm {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

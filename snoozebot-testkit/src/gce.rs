@@ -7,8 +7,7 @@
 //! `maxResults`/`pageToken`, aggregated lists, the Google error envelope, and scripted faults.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -17,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+use crate::loopback::{LoopbackServer, lock};
 
 const BASE: &str = "https://www.googleapis.com/compute/v1";
 
@@ -26,8 +26,7 @@ const BASE: &str = "https://www.googleapis.com/compute/v1";
 #[derive(Debug)]
 pub struct FakeGce {
     state: Arc<Mutex<Fleet>>,
-    address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    server: LoopbackServer,
 }
 
 #[derive(Debug, Default)]
@@ -63,13 +62,6 @@ struct Operation {
     insert_time: String,
     done_at: Instant,
     error: Option<(String, String)>,
-}
-
-fn lock(state: &Mutex<Fleet>) -> MutexGuard<'_, Fleet> {
-    match state.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 fn now_rfc3339() -> String {
@@ -481,51 +473,37 @@ impl FakeGce {
             transition: Duration::from_millis(100),
             ..Fleet::default()
         }));
-        let instance = "/compute/v1/projects/{project}/zones/{zone}/instances/{instance}";
-        let router = Router::new()
-            .route(instance, get(get_instance))
-            .route(&format!("{instance}/{{action}}"), post(mutate))
-            .route(
-                "/compute/v1/projects/{project}/zones/{zone}/instances",
-                get(list_instances),
-            )
-            .route(
-                "/compute/v1/projects/{project}/aggregated/instances",
-                get(aggregated_list),
-            )
-            .route(
-                "/compute/v1/projects/{project}/zones/{zone}/operations/{operation}",
-                get(get_operation),
-            )
-            .route(
-                "/compute/v1/projects/{project}/zones/{zone}/operations/{operation}/wait",
-                post(wait_operation),
-            )
-            .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|error| panic!("the fake GCE server cannot bind 127.0.0.1: {error}"));
-        let address = listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("the fake GCE server has no address: {error}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        FakeGce {
-            state,
-            address,
-            stop: Some(stop),
-        }
+        let shared = Arc::clone(&state);
+        let server = LoopbackServer::start("fake GCE server", move |_| {
+            let instance = "/compute/v1/projects/{project}/zones/{zone}/instances/{instance}";
+            Router::new()
+                .route(instance, get(get_instance))
+                .route(&format!("{instance}/{{action}}"), post(mutate))
+                .route(
+                    "/compute/v1/projects/{project}/zones/{zone}/instances",
+                    get(list_instances),
+                )
+                .route(
+                    "/compute/v1/projects/{project}/aggregated/instances",
+                    get(aggregated_list),
+                )
+                .route(
+                    "/compute/v1/projects/{project}/zones/{zone}/operations/{operation}",
+                    get(get_operation),
+                )
+                .route(
+                    "/compute/v1/projects/{project}/zones/{zone}/operations/{operation}/wait",
+                    post(wait_operation),
+                )
+                .with_state(shared)
+        })
+        .await;
+        FakeGce { state, server }
     }
 
     /// The endpoint to give the client: `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        self.server.endpoint()
     }
 
     /// Adds an instance in `status` (`RUNNING`, `TERMINATED`, ...) with labels.
@@ -579,13 +557,5 @@ impl FakeGce {
     /// How many requests arrived so far.
     pub fn request_count(&self) -> usize {
         lock(&self.state).requests
-    }
-}
-
-impl Drop for FakeGce {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }

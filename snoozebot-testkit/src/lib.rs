@@ -38,6 +38,8 @@ pub mod conformance;
 #[cfg(feature = "gce-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]
 pub mod gce;
+#[cfg(any(feature = "gce-fake", feature = "arm-fake"))]
+mod loopback;
 mod mock;
 
 pub use mock::{
