@@ -3,18 +3,24 @@
 //!
 //! It serves the VM paths a provider uses, with JSON in the shapes of the recorded ARM payloads
 //! (`fixtures/azure/`): `GET` with `$expand=instanceView`, lists per resource group and per
-//! subscription with `nextLink` paging (and `statusOnly=true`), and the long-running
-//! `powerOff`, `deallocate` and `start`: `202` with `Azure-AsyncOperation` and `Location`,
-//! operations `InProgress` → `Succeeded` (or `Failed`) over time while the VM moves through
+//! subscription with `nextLink` paging (and, per subscription, `statusOnly=true`: instance views
+//! without tags or other properties, as ARM answers it), and the long-running `powerOff`,
+//! `deallocate` and `start`: `202` with `Azure-AsyncOperation` and `Location`, operations
+//! `InProgress` → `Succeeded` (or `Failed`) over time while the VM moves through
 //! `stopping`/`deallocating`/`starting`. ARM error bodies and scripted faults (any status and
 //! code, 429 with `Retry-After`, failed operations).
+//!
+//! Like ARM, it answers `401 AuthenticationFailed` to a request without a bearer token and
+//! `400 MissingApiVersionParameter` to one without `api-version`; it records every power
+//! action with its query ([`FakeArm::actions`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -41,6 +47,21 @@ struct Arm {
     faults: VecDeque<(u16, String)>,
     failing_operations: VecDeque<(String, String)>,
     requests: usize,
+    actions: Vec<ArmAction>,
+    retry_after_on_accepted: Option<u64>,
+    without_async_operation_header: bool,
+}
+
+/// A power action the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArmAction {
+    /// The VM's name.
+    pub vm: String,
+    /// `powerOff`, `deallocate` or `start`.
+    pub action: String,
+    /// Its query parameters, `api-version` included.
+    pub query: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,8 +107,34 @@ impl Vm {
         }
     }
 
-    fn to_json(&self, key: &(String, String, String), with_view: bool) -> Value {
+    fn statuses(&self) -> Value {
+        json!([
+            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+            {"code": format!("PowerState/{}", self.power), "level": "Info", "displayStatus": format!("VM {}", self.power)},
+        ])
+    }
+
+    fn resource_id(key: &(String, String, String)) -> String {
         let (subscription, group, name) = key;
+        format!(
+            "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}"
+        )
+    }
+
+    /// The `statusOnly=true` shape: the instance view and nothing else of the properties, no
+    /// tags (ARM leaves them out).
+    fn to_status_json(&self, key: &(String, String, String)) -> Value {
+        json!({
+            "name": key.2,
+            "id": Self::resource_id(key),
+            "type": "Microsoft.Compute/virtualMachines",
+            "location": "eastus",
+            "properties": {"instanceView": {"statuses": self.statuses()}},
+        })
+    }
+
+    fn to_json(&self, key: &(String, String, String), with_view: bool) -> Value {
+        let name = &key.2;
         let mut properties = json!({
             "hardwareProfile": {"vmSize": "Standard_B1s"},
             "provisioningState": "Succeeded",
@@ -95,16 +142,11 @@ impl Vm {
             "timeCreated": "2025-11-16T23:15:37.6402187+00:00",
         });
         if with_view {
-            properties["instanceView"] = json!({
-                "statuses": [
-                    {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-                    {"code": format!("PowerState/{}", self.power), "level": "Info", "displayStatus": format!("VM {}", self.power)},
-                ]
-            });
+            properties["instanceView"] = json!({"statuses": self.statuses()});
         }
         json!({
             "name": name,
-            "id": format!("/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines/{name}"),
+            "id": Self::resource_id(key),
             "type": "Microsoft.Compute/virtualMachines",
             "location": "eastus",
             "tags": self.tags,
@@ -115,11 +157,44 @@ impl Vm {
 
 type Shared = Arc<Mutex<Arm>>;
 
-fn arrive(arm: &mut Arm) -> Option<Response> {
-    arm.requests += 1;
-    arm.faults
-        .pop_front()
-        .map(|(status, code)| arm_error(status, &code, &format!("injected {code}")))
+/// What every request meets first, as on ARM: the count, a bearer token, an `api-version`,
+/// then any scripted fault.
+async fn front_door(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let fault = {
+        let mut arm = lock(&state);
+        arm.requests += 1;
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("Bearer ") && value.len() > 7);
+        let versioned = request.uri().query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair.starts_with("api-version="))
+        });
+        if !bearer {
+            Some(arm_error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            ))
+        } else if !versioned {
+            Some(arm_error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ))
+        } else {
+            arm.faults
+                .pop_front()
+                .map(|(status, code)| arm_error(status, &code, &format!("injected {code}")))
+        }
+    };
+    match fault {
+        Some(response) => response,
+        None => next.run(request).await,
+    }
 }
 
 fn not_found(group: &str, name: &str) -> Response {
@@ -149,9 +224,6 @@ async fn get_vm(
     Query(query): Query<VmQuery>,
 ) -> Response {
     let mut arm = lock(&state);
-    if let Some(fault) = arrive(&mut arm) {
-        return fault;
-    }
     let key = (subscription, group.clone(), name.clone());
     let now = Instant::now();
     match arm.vms.get_mut(&key) {
@@ -172,11 +244,9 @@ fn list(
     path: &str,
 ) -> Response {
     let mut arm = lock(state);
-    if let Some(fault) = arrive(&mut arm) {
-        return fault;
-    }
     let now = Instant::now();
-    let with_view = query.status_only.as_deref() == Some("true");
+    // ARM takes statusOnly on the subscription-wide list only.
+    let status_only = group.is_none() && query.status_only.as_deref() == Some("true");
     let page_size = arm.page_size.max(1);
     let base = arm.base.clone();
     let all: Vec<Value> = arm
@@ -185,7 +255,11 @@ fn list(
         .filter(|((s, g, _), _)| s == subscription && group.is_none_or(|group| g == group))
         .map(|(key, vm)| {
             vm.settle(now);
-            vm.to_json(key, with_view)
+            if status_only {
+                vm.to_status_json(key)
+            } else {
+                vm.to_json(key, false)
+            }
         })
         .collect();
     let start = query
@@ -196,7 +270,7 @@ fn list(
     let end = (start + page_size).min(all.len());
     let mut body = json!({"value": all.get(start..end).map(<[Value]>::to_vec).unwrap_or_default()});
     if end < all.len() {
-        let status_only = if with_view { "&statusOnly=true" } else { "" };
+        let status_only = if status_only { "&statusOnly=true" } else { "" };
         body["nextLink"] = json!(format!(
             "{base}{path}?api-version=2025-04-01{status_only}&$skiptoken={end}"
         ));
@@ -227,11 +301,14 @@ async fn list_all(
 async fn act(
     State(state): State<Shared>,
     Path((subscription, group, name, action)): Path<(String, String, String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let mut arm = lock(&state);
-    if let Some(fault) = arrive(&mut arm) {
-        return fault;
-    }
+    arm.actions.push(ArmAction {
+        vm: name.clone(),
+        action: action.clone(),
+        query,
+    });
     let now = Instant::now();
     let transition = arm.transition;
     let failure = arm.failing_operations.pop_front();
@@ -272,8 +349,13 @@ async fn act(
     );
     let mut response = StatusCode::ACCEPTED.into_response();
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&operation) {
+    if !arm.without_async_operation_header
+        && let Ok(value) = HeaderValue::from_str(&operation)
+    {
         headers.insert("azure-asyncoperation", value);
+    }
+    if let Some(seconds) = arm.retry_after_on_accepted {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if let Ok(value) = HeaderValue::from_str(&format!("{operation}&monitor=true")) {
         headers.insert(header::LOCATION, value);
@@ -286,19 +368,17 @@ async fn operation(
     Path((_subscription, _location, id)): Path<(String, String, String)>,
     Query(query): Query<VmQuery>,
 ) -> Response {
-    let mut arm = lock(&state);
-    if let Some(fault) = arrive(&mut arm) {
-        return fault;
-    }
+    let arm = lock(&state);
     let Some(op) = arm.operations.get(&id).cloned() else {
         return arm_error(404, "NotFound", &format!("operation {id} not found"));
     };
     let done = Instant::now() >= op.done_at;
     if query.monitor.as_deref() == Some("true") {
-        return if done {
-            StatusCode::OK.into_response()
-        } else {
-            StatusCode::ACCEPTED.into_response()
+        // The Location monitor: 202 while running, then the result: 200, or the error.
+        return match (done, &op.error) {
+            (false, _) => StatusCode::ACCEPTED.into_response(),
+            (true, Some((code, message))) => arm_error(409, code, message),
+            (true, None) => StatusCode::OK.into_response(),
         };
     }
     let mut body = json!({"startTime": op.started, "status": "InProgress", "name": id});
@@ -342,6 +422,7 @@ impl FakeArm {
                     "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/operations/{id}",
                     get(operation),
                 )
+                .layer(middleware::from_fn_with_state(Arc::clone(&shared), front_door))
                 .with_state(shared)
         })
         .await;
@@ -400,6 +481,22 @@ impl FakeArm {
         lock(&self.state)
             .failing_operations
             .push_back((code.to_owned(), message.to_owned()));
+    }
+
+    /// Every power action received so far, in order.
+    pub fn actions(&self) -> Vec<ArmAction> {
+        lock(&self.state).actions.clone()
+    }
+
+    /// Puts `Retry-After: seconds` on each `202 Accepted` (None: no header, the default, as in
+    /// the recorded exchanges).
+    pub fn set_retry_after_on_accepted(&self, seconds: Option<u64>) {
+        lock(&self.state).retry_after_on_accepted = seconds;
+    }
+
+    /// Leaves `Azure-AsyncOperation` off the `202`, so that only `Location` can be followed.
+    pub fn omit_async_operation_header(&self) {
+        lock(&self.state).without_async_operation_header = true;
     }
 
     /// How many requests arrived so far.

@@ -10,17 +10,33 @@ use serde_json::Value;
 use snoozebot_testkit::arm::FakeArm;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One HTTP/1.1 request; returns the status, the headers (lower-case names) and the body.
+/// One HTTP/1.1 request with a bearer token; returns the status, the headers (lower-case
+/// names) and the body.
 async fn call(
     fake: &FakeArm,
     method: &str,
     path_or_url: &str,
 ) -> (u16, Vec<(String, String)>, Value) {
+    call_with(
+        fake,
+        method,
+        path_or_url,
+        "Authorization: Bearer fake-token\r\n",
+    )
+    .await
+}
+
+async fn call_with(
+    fake: &FakeArm,
+    method: &str,
+    path_or_url: &str,
+    extra_headers: &str,
+) -> (u16, Vec<(String, String)>, Value) {
     let address = fake.endpoint().trim_start_matches("http://").to_owned();
     let path = path_or_url.trim_start_matches(&fake.endpoint());
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
@@ -172,7 +188,12 @@ async fn power_off_follows_the_recorded_long_running_exchange() {
     assert_eq!(in_progress["status"], "InProgress");
     let (status, _, _) = call(&fake, "GET", &location).await;
     assert_eq!(status, 202);
-    let (_, _, vm) = call(&fake, "GET", &format!("{VMS}/vm1?$expand=instanceView")).await;
+    let (_, _, vm) = call(
+        &fake,
+        "GET",
+        &format!("{VMS}/vm1?$expand=instanceView&api-version=2025-04-01"),
+    )
+    .await;
     assert_eq!(
         vm["properties"]["instanceView"]["statuses"][1]["code"],
         "PowerState/stopping"
@@ -189,7 +210,12 @@ async fn power_off_follows_the_recorded_long_running_exchange() {
     assert_eq!(succeeded["status"], "Succeeded");
     let (status, _, empty) = call(&fake, "GET", &location).await;
     assert_eq!((status, empty), (200, Value::Null));
-    let (_, _, vm) = call(&fake, "GET", &format!("{VMS}/vm1?$expand=instanceView")).await;
+    let (_, _, vm) = call(
+        &fake,
+        "GET",
+        &format!("{VMS}/vm1?$expand=instanceView&api-version=2025-04-01"),
+    )
+    .await;
     assert_eq!(
         vm["properties"]["instanceView"]["statuses"][1]["code"],
         "PowerState/stopped"
@@ -202,13 +228,19 @@ async fn faults_and_failed_operations() {
     fake.set_transition_time(Duration::ZERO);
     fake.add_vm("sub", "rg", "vm1", "running", &[]);
     fake.fail_next(429, "SubscriptionRequestsThrottled", 1);
-    let (status, headers, body) = call(&fake, "GET", &format!("{VMS}/vm1")).await;
+    let (status, headers, body) =
+        call(&fake, "GET", &format!("{VMS}/vm1?api-version=2025-04-01")).await;
     assert_eq!(status, 429);
     assert_eq!(header(&headers, "retry-after"), Some("2"));
     assert_eq!(body["error"]["code"], "SubscriptionRequestsThrottled");
 
     fake.fail_next_operation("OperationNotAllowed", "The operation is not allowed now");
-    let (_, headers, _) = call(&fake, "POST", &format!("{VMS}/vm1/deallocate")).await;
+    let (_, headers, _) = call(
+        &fake,
+        "POST",
+        &format!("{VMS}/vm1/deallocate?api-version=2025-04-01"),
+    )
+    .await;
     let (_, _, failed) = call(
         &fake,
         "GET",
@@ -217,9 +249,95 @@ async fn faults_and_failed_operations() {
     .await;
     assert_eq!(failed["status"], "Failed");
     assert_eq!(failed["error"]["code"], "OperationNotAllowed");
-    let (_, _, vm) = call(&fake, "GET", &format!("{VMS}/vm1?$expand=instanceView")).await;
+    let (_, _, vm) = call(
+        &fake,
+        "GET",
+        &format!("{VMS}/vm1?$expand=instanceView&api-version=2025-04-01"),
+    )
+    .await;
     assert_eq!(
         vm["properties"]["instanceView"]["statuses"][1]["code"],
         "PowerState/running"
+    );
+}
+
+#[tokio::test]
+async fn like_arm_it_wants_a_token_and_an_api_version() {
+    let fake = FakeArm::start().await;
+    fake.add_vm("sub", "rg", "vm1", "running", &[]);
+    let url = format!("{VMS}/vm1?api-version=2025-04-01");
+    let (status, _, body) = call_with(&fake, "GET", &url, "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("AuthenticationFailed"))
+    );
+    let (status, _, body) = call(&fake, "GET", &format!("{VMS}/vm1")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("MissingApiVersionParameter"))
+    );
+    assert_eq!(fake.request_count(), 2);
+}
+
+#[tokio::test]
+async fn status_only_lists_carry_instance_views_without_tags() {
+    let fake = FakeArm::start().await;
+    fake.add_vm("sub", "rg", "vm1", "deallocated", &[("snoozebot", "idle")]);
+    let (_, _, page) = call(
+        &fake,
+        "GET",
+        "/subscriptions/sub/providers/Microsoft.Compute/virtualMachines?api-version=2025-04-01&statusOnly=true",
+    )
+    .await;
+    let vm = &page["value"][0];
+    assert!(vm.get("tags").is_none(), "{vm}");
+    assert_eq!(
+        vm["properties"]["instanceView"]["statuses"][1]["code"],
+        "PowerState/deallocated"
+    );
+    assert!(vm["properties"].get("hardwareProfile").is_none());
+    // Per resource group ARM has no statusOnly: the plain list, with tags and no view.
+    let (_, _, page) = call(
+        &fake,
+        "GET",
+        &format!("{VMS}?api-version=2025-04-01&statusOnly=true"),
+    )
+    .await;
+    let vm = &page["value"][0];
+    assert_eq!(vm["tags"]["snoozebot"], "idle");
+    assert!(vm["properties"].get("instanceView").is_none(), "{vm}");
+}
+
+#[tokio::test]
+async fn the_location_monitor_reports_a_failed_operation_and_actions_are_recorded() {
+    let fake = FakeArm::start().await;
+    fake.set_transition_time(Duration::ZERO);
+    fake.omit_async_operation_header();
+    fake.set_retry_after_on_accepted(Some(1));
+    fake.add_vm("sub", "rg", "vm1", "running", &[]);
+    fake.fail_next_operation("OperationNotAllowed", "not now");
+    let (status, headers, _) = call(
+        &fake,
+        "POST",
+        &format!("{VMS}/vm1/deallocate?api-version=2025-04-01&hibernate=true"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(header(&headers, "azure-asyncoperation"), None);
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    let (status, _, body) = call(&fake, "GET", header(&headers, "location").unwrap()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("OperationNotAllowed"))
+    );
+    let actions = fake.actions();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(
+        (actions[0].vm.as_str(), actions[0].action.as_str()),
+        ("vm1", "deallocate")
+    );
+    assert_eq!(
+        actions[0].query.get("hibernate").map(String::as_str),
+        Some("true")
     );
 }
