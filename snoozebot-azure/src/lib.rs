@@ -1,18 +1,53 @@
-//! The Azure VM provider for [Snoozebot](snoozebot_core) — in progress. What has landed: VM ids
-//! (full ARM resource ids, or `resourceGroup/name` in a default subscription, checked before any
-//! call), the mapping of every `PowerState` (`billing_stopped` only for `deallocated`: a VM
-//! that is merely stopped still pays for its compute), and the mapping of ARM error bodies,
-//! throttling and `Retry-After`. The ARM client on `azure_core` 1.x and the fake ARM server it
-//! is tested against follow.
+//! The Azure VM provider for [Snoozebot](snoozebot_core): deallocate idle VMs and start them
+//! again, on the maintained `azure_core` 1.x HTTP pipeline and `azure_identity` credentials.
+//!
+//! ```no_run
+//! use snoozebot_azure::AzureProviderBuilder;
+//! use snoozebot_core::{CloudProvider, InstanceFilter, StopOptions};
+//!
+//! # async fn run() -> snoozebot_core::Result<()> {
+//! let azure = AzureProviderBuilder::new()
+//!     .subscription("00000000-0000-0000-0000-000000000000")
+//!     .build()?;
+//! let idle = azure
+//!     .list_instances(&InstanceFilter::new().with_tag("snoozebot", "idle"))
+//!     .await?;
+//! for vm in idle {
+//!     // The default stop deallocates: compute billing ends.
+//!     let change = azure.stop_instance(&vm.id, &StopOptions::default()).await?;
+//!     println!("{}: {} -> {}", change.id, change.previous, change.current);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - Ids are full ARM resource ids
+//!   (`/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}`)
+//!   or `resourceGroup/name` in the builder's subscription; anything else is `InvalidArgument`
+//!   before any call.
+//! - Stop modes: [`Deallocate`](snoozebot_core::StopMode::Deallocate) (the default; billing
+//!   ends), [`Hibernate`](snoozebot_core::StopMode::Hibernate) (deallocate with memory saved;
+//!   with `allow_fallback`, a VM without hibernation is deallocated),
+//!   [`Stop`](snoozebot_core::StopMode::Stop) (`powerOff`: **still billed**). `force` skips
+//!   the guest shutdown. `Suspend` is `Unsupported`.
+//! - Each stop or start follows its long-running operation (`Azure-AsyncOperation`, else
+//!   `Location`, at ARM's `Retry-After`) and reports a failed operation's ARM code as a typed
+//!   error. The pipeline's own retries are off: wrap the provider in Snoozebot's retry layer.
+//!
+//! See the crate README for the RBAC actions needed and what each stop costs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod client;
+mod credential;
 mod error;
 mod model;
+mod provider;
 
+pub use credential::StandardCredential;
 pub use error::{arm_error, kind_for, retry_after};
 pub use model::{VmRef, map_power_state};
+pub use provider::{API_VERSION, AzureProvider, AzureProviderBuilder, DEFAULT_ENDPOINT};
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "azure";

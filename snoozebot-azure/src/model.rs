@@ -1,6 +1,5 @@
 //! Azure ⇄ Snoozebot model: VM ids and power states.
 
-use serde_json::Value;
 use snoozebot_core::{Error, InstanceId, InstanceState, Result};
 
 /// Where a VM lives: subscription, resource group and name.
@@ -115,15 +114,23 @@ impl VmRef {
     }
 }
 
-/// Maps an instance view's statuses: the `PowerState/...` code decides; a VM being deleted
-/// (`ProvisioningState/deleting`) is terminating whatever its power state. Returns the
-/// portable state, the raw code, and whether compute billing has stopped — only for
-/// `deallocated`: a VM that is merely `stopped` (powered off) still pays for its compute.
-pub fn map_power_state(statuses: &[Value]) -> (InstanceState, String, bool) {
-    let codes: Vec<&str> = statuses
-        .iter()
-        .filter_map(|status| status.get("code").and_then(Value::as_str))
-        .collect();
+/// Maps the codes of an instance view's statuses: the `PowerState/...` code decides; a VM
+/// being deleted (`ProvisioningState/deleting`) is terminating whatever its power state.
+/// Returns the portable state, the raw code, and whether compute billing has stopped — only
+/// for `deallocated`: a VM that is merely `stopped` (powered off) still pays for its compute.
+///
+/// ```
+/// use snoozebot_azure::map_power_state;
+/// use snoozebot_core::InstanceState;
+///
+/// let (state, raw, billing_stopped) =
+///     map_power_state(["ProvisioningState/succeeded", "PowerState/stopped"]);
+/// assert_eq!((state, raw.as_str(), billing_stopped), (InstanceState::Stopped, "PowerState/stopped", false));
+/// ```
+pub fn map_power_state<'a>(
+    codes: impl IntoIterator<Item = &'a str>,
+) -> (InstanceState, String, bool) {
+    let codes: Vec<&str> = codes.into_iter().collect();
     let power = codes
         .iter()
         .find(|code| code.starts_with("PowerState/"))
@@ -157,7 +164,7 @@ pub fn map_power_state(statuses: &[Value]) -> (InstanceState, String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::Value;
     use snoozebot_core::ErrorKind;
 
     fn id(s: &str) -> InstanceId {
@@ -221,22 +228,15 @@ mod tests {
                 false,
             ),
         ] {
-            let statuses = [
-                json!({"code": "ProvisioningState/succeeded"}),
-                json!({"code": code}),
-            ];
             assert_eq!(
-                map_power_state(&statuses),
+                map_power_state(["ProvisioningState/succeeded", code]),
                 (state, code.to_owned(), billing_stopped),
                 "{code}"
             );
         }
-        assert_eq!(map_power_state(&[]).0, InstanceState::Unknown);
-        let deleting = [
-            json!({"code": "ProvisioningState/deleting"}),
-            json!({"code": "PowerState/running"}),
-        ];
-        assert_eq!(map_power_state(&deleting).0, InstanceState::Terminating);
+        assert_eq!(map_power_state([]).0, InstanceState::Unknown);
+        let deleting = ["ProvisioningState/deleting", "PowerState/running"];
+        assert_eq!(map_power_state(deleting).0, InstanceState::Terminating);
     }
 
     #[test]
@@ -247,8 +247,11 @@ mod tests {
         let statuses = vm["properties"]["instanceView"]["statuses"]
             .as_array()
             .unwrap();
+        let codes = statuses
+            .iter()
+            .map(|status| status["code"].as_str().unwrap());
         assert_eq!(
-            map_power_state(statuses),
+            map_power_state(codes),
             (
                 InstanceState::Running,
                 "PowerState/running".to_owned(),

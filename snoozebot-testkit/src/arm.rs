@@ -50,6 +50,7 @@ struct Arm {
     actions: Vec<ArmAction>,
     retry_after_on_accepted: Option<u64>,
     without_async_operation_header: bool,
+    subscription_lists_denied: bool,
 }
 
 /// A power action the fake received.
@@ -294,6 +295,15 @@ async fn list_all(
     Path(subscription): Path<String>,
     Query(query): Query<VmQuery>,
 ) -> Response {
+    if lock(&state).subscription_lists_denied {
+        return arm_error(
+            403,
+            "AuthorizationFailed",
+            &format!(
+                "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachines/read' over scope '/subscriptions/{subscription}' or the scope is invalid."
+            ),
+        );
+    }
     let path = format!("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines");
     list(&state, &subscription, None, &query, &path)
 }
@@ -497,6 +507,12 @@ impl FakeArm {
     /// Leaves `Azure-AsyncOperation` off the `202`, so that only `Location` can be followed.
     pub fn omit_async_operation_header(&self) {
         lock(&self.state).without_async_operation_header = true;
+    }
+
+    /// Answers subscription-wide lists `403 AuthorizationFailed`, as ARM does for a principal
+    /// whose role is assigned on resource groups only.
+    pub fn deny_subscription_lists(&self) {
+        lock(&self.state).subscription_lists_denied = true;
     }
 
     /// How many requests arrived so far.

@@ -1,0 +1,446 @@
+//! A small typed client for the Azure Resource Manager VM calls Snoozebot needs, on the
+//! `azure_core` HTTP pipeline: get with the instance view, list (per resource group or
+//! subscription, following `nextLink`), the subscription-wide status list, and the
+//! long-running `powerOff`, `deallocate` and `start`.
+//!
+//! Everything Azure-specific about the wire lives here; a maintained compute crate could
+//! replace this module without touching the provider.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::headers::{HeaderName, Headers};
+use azure_core::http::policies::Policy;
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
+use azure_core::http::{
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request,
+    RetryOptions, Url,
+};
+use serde::Deserialize;
+use snoozebot_core::{Error, ErrorKind, Result};
+use tokio::time::Instant;
+
+use crate::PROVIDER_NAME;
+use crate::credential::StaticTokenPolicy;
+use crate::error::arm_error;
+use crate::model::VmRef;
+
+const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
+const LOCATION: HeaderName = HeaderName::from_static("location");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+
+/// A VM as ARM describes it, with what Snoozebot reads of it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct VirtualMachine {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) location: Option<String>,
+    #[serde(default)]
+    pub(crate) zones: Vec<String>,
+    #[serde(default)]
+    pub(crate) tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) properties: VmProperties,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VmProperties {
+    #[serde(default)]
+    pub(crate) hardware_profile: Option<HardwareProfile>,
+    #[serde(default)]
+    pub(crate) instance_view: Option<InstanceView>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HardwareProfile {
+    #[serde(default)]
+    pub(crate) vm_size: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct InstanceView {
+    #[serde(default)]
+    pub(crate) statuses: Vec<InstanceViewStatus>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct InstanceViewStatus {
+    #[serde(default)]
+    pub(crate) code: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VmListPage {
+    #[serde(default)]
+    value: Vec<VirtualMachine>,
+    #[serde(default)]
+    next_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OperationStatus {
+    status: String,
+    #[serde(default)]
+    error: Option<OperationError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OperationError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A VM power action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PowerAction {
+    /// `powerOff`: the OS stops, the hardware stays allocated (and billed).
+    PowerOff { skip_shutdown: bool },
+    /// `deallocate`: the hardware is released; `hibernate` saves memory first.
+    Deallocate { hibernate: bool },
+    /// `start`.
+    Start,
+}
+
+impl PowerAction {
+    fn path_and_query(self) -> (&'static str, Vec<(&'static str, &'static str)>) {
+        match self {
+            PowerAction::PowerOff { skip_shutdown } => (
+                "powerOff",
+                if skip_shutdown {
+                    vec![("skipShutdown", "true")]
+                } else {
+                    vec![]
+                },
+            ),
+            PowerAction::Deallocate { hibernate } => (
+                "deallocate",
+                if hibernate {
+                    vec![("hibernate", "true")]
+                } else {
+                    vec![]
+                },
+            ),
+            PowerAction::Start => ("start", vec![]),
+        }
+    }
+}
+
+/// How requests are authorized.
+#[derive(Debug, Clone)]
+pub(crate) enum Authorization {
+    /// Entra ID tokens for the endpoint's audience.
+    Credential(Arc<dyn TokenCredential>),
+    /// One fixed token (fakes; plain http only to loopback).
+    StaticToken(String),
+}
+
+/// How long-running operations are followed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Polling {
+    /// The pause between polls when ARM names none (`Retry-After`).
+    pub(crate) interval: Duration,
+    /// How long to follow one operation before giving up with `Timeout`.
+    pub(crate) deadline: Duration,
+}
+
+/// The ARM client.
+#[derive(Debug, Clone)]
+pub(crate) struct ArmClient {
+    pipeline: Pipeline,
+    endpoint: Url,
+    api_version: String,
+    polling: Polling,
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, message).with_provider(PROVIDER_NAME)
+}
+
+/// An error from the pipeline itself (no HTTP answer): connection, credential, TLS.
+fn transport_error(operation: &str, error: azure_core::Error) -> Error {
+    use azure_core::error::ErrorKind as Core;
+    let kind = match error.kind() {
+        Core::Credential => ErrorKind::Unauthenticated,
+        Core::Connection | Core::Io => ErrorKind::Unavailable,
+        Core::DataConversion => ErrorKind::Internal,
+        Core::HttpResponse { status, .. } => crate::error::kind_for("", u16::from(*status)),
+        _ => ErrorKind::Unavailable,
+    };
+    Error::new(kind, format!("{operation}: {error}"))
+        .with_provider(PROVIDER_NAME)
+        .with_source(error)
+}
+
+fn header<'a>(headers: &'a Headers, name: &HeaderName) -> Option<&'a str> {
+    headers.get_optional_str(name)
+}
+
+fn retry_after(headers: &Headers) -> Option<Duration> {
+    header(headers, &RETRY_AFTER)
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    operation: &str,
+    response: &RawResponse,
+) -> Result<T> {
+    serde_json::from_slice(response.body().as_ref()).map_err(|error| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("{operation}: ARM answered with JSON this client cannot read: {error}"),
+        )
+        .with_provider(PROVIDER_NAME)
+    })
+}
+
+impl ArmClient {
+    /// A client for `endpoint` (ARM's base URL).
+    pub(crate) fn new(
+        endpoint: &str,
+        api_version: &str,
+        authorization: Authorization,
+        polling: Polling,
+    ) -> Result<Self> {
+        let endpoint = Url::parse(endpoint)
+            .map_err(|error| config_error(format!("the ARM endpoint {endpoint:?}: {error}")))?;
+        if endpoint.scheme() != "https" && endpoint.scheme() != "http" {
+            return Err(config_error(format!(
+                "the ARM endpoint {endpoint} is not http(s)"
+            )));
+        }
+        let auth: Arc<dyn Policy> = match authorization {
+            Authorization::Credential(credential) => {
+                // ARM's audience is its own origin: https://management.azure.com/.default,
+                // https://management.usgovcloudapi.net/.default, ...
+                let scope = format!("{}/.default", endpoint.as_str().trim_end_matches('/'));
+                Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]))
+            }
+            Authorization::StaticToken(token) => {
+                if endpoint.scheme() != "https" && !crate::credential::is_loopback(&endpoint) {
+                    return Err(config_error(format!(
+                        "a static token is sent over plain http only to loopback addresses, not {endpoint}"
+                    )));
+                }
+                Arc::new(StaticTokenPolicy::new(&token))
+            }
+        };
+        // Retries belong to Snoozebot's retry layer: the pipeline makes one attempt.
+        let options = ClientOptions {
+            retry: RetryOptions::none(),
+            ..ClientOptions::default()
+        };
+        let pipeline = Pipeline::new(
+            Some(env!("CARGO_PKG_NAME")),
+            Some(env!("CARGO_PKG_VERSION")),
+            options,
+            Vec::new(),
+            vec![auth],
+            None,
+        );
+        Ok(Self {
+            pipeline,
+            endpoint,
+            api_version: api_version.to_owned(),
+            polling,
+        })
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+        let mut url = self
+            .endpoint
+            .join(path)
+            .map_err(|error| config_error(format!("cannot make a URL of {path}: {error}")))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("api-version", &self.api_version);
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
+        Ok(url)
+    }
+
+    /// A URL ARM handed back (`nextLink`, operation URLs): followed only on the endpoint's
+    /// own origin, so the bearer token never goes anywhere else.
+    fn returned_url(&self, operation: &str, link: &str) -> Result<Url> {
+        let url = Url::parse(link).map_err(|error| {
+            Error::internal(format!(
+                "{operation}: ARM returned the URL {link:?}: {error}"
+            ))
+            .with_provider(PROVIDER_NAME)
+        })?;
+        if url.origin() != self.endpoint.origin() {
+            return Err(Error::internal(format!(
+                "{operation}: ARM returned a URL on another origin ({}), which is not followed",
+                url.origin().ascii_serialization()
+            ))
+            .with_provider(PROVIDER_NAME));
+        }
+        Ok(url)
+    }
+
+    /// Sends one request; any non-2xx answer becomes the mapped ARM error.
+    async fn send(&self, operation: &str, method: Method, url: Url) -> Result<RawResponse> {
+        let mut request = Request::new(url, method);
+        request.insert_header("accept", "application/json");
+        if method == Method::Post {
+            request.insert_header("content-type", "application/json");
+            request.set_body(Vec::new());
+        }
+        let response = self
+            .pipeline
+            .send(
+                &Context::new(),
+                &mut request,
+                Some(PipelineSendOptions {
+                    skip_checks: true,
+                    ..PipelineSendOptions::default()
+                }),
+            )
+            .await
+            .map_err(|error| transport_error(operation, error))?;
+        let status = u16::from(response.status());
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        Err(arm_error(
+            operation,
+            status,
+            response.body().as_ref(),
+            header(response.headers(), &RETRY_AFTER),
+        ))
+    }
+
+    /// `virtualMachines.get` with `$expand=instanceView`.
+    pub(crate) async fn get(&self, vm: &VmRef) -> Result<VirtualMachine> {
+        let operation = "virtualMachines.get";
+        let url = self.url(&vm.resource_id(), &[("$expand", "instanceView")])?;
+        let response = self.send(operation, Method::Get, url).await?;
+        parse_json(operation, &response)
+    }
+
+    /// Every VM of a resource group (`Some`) or the subscription (`None`), every page.
+    pub(crate) async fn list(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<VirtualMachine>> {
+        let (operation, path) = match resource_group {
+            Some(group) => (
+                "virtualMachines.list",
+                format!(
+                    "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/virtualMachines"
+                ),
+            ),
+            None => (
+                "virtualMachines.listAll",
+                format!(
+                    "/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines"
+                ),
+            ),
+        };
+        self.pages(operation, self.url(&path, &[])?).await
+    }
+
+    /// The subscription's VMs with their instance views only (`statusOnly=true`: ARM leaves
+    /// tags and other properties out), every page.
+    pub(crate) async fn list_statuses(&self, subscription: &str) -> Result<Vec<VirtualMachine>> {
+        let path =
+            format!("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines");
+        let url = self.url(&path, &[("statusOnly", "true")])?;
+        self.pages("virtualMachines.listAll(statusOnly)", url).await
+    }
+
+    async fn pages(&self, operation: &str, first: Url) -> Result<Vec<VirtualMachine>> {
+        let mut found = Vec::new();
+        let mut next = Some(first);
+        while let Some(url) = next.take() {
+            let response = self.send(operation, Method::Get, url).await?;
+            let page: VmListPage = parse_json(operation, &response)?;
+            found.extend(page.value);
+            if let Some(link) = page.next_link.filter(|link| !link.is_empty()) {
+                next = Some(self.returned_url(operation, &link)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sends a power action and follows its long-running operation to the end: through
+    /// `Azure-AsyncOperation` (its `status`), else `Location` (202 until done), pausing as
+    /// `Retry-After` says. A `Failed` or `Canceled` operation is its ARM error.
+    pub(crate) async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<()> {
+        let (name, query) = action.path_and_query();
+        let operation = format!("virtualMachines.{name}");
+        let url = self.url(&format!("{}/{name}", vm.resource_id()), &query)?;
+        let accepted = self.send(&operation, Method::Post, url).await?;
+        if u16::from(accepted.status()) != 202 {
+            return Ok(());
+        }
+        let headers = accepted.headers();
+        let mut pause = retry_after(headers).unwrap_or(self.polling.interval);
+        let (monitor, by_status) = match (
+            header(headers, &AZURE_ASYNC_OPERATION),
+            header(headers, &LOCATION),
+        ) {
+            (Some(url), _) => (self.returned_url(&operation, url)?, true),
+            (None, Some(url)) => (self.returned_url(&operation, url)?, false),
+            // Accepted without a way to follow it: the caller reads the VM's state.
+            (None, None) => return Ok(()),
+        };
+        let deadline = Instant::now() + self.polling.deadline;
+        loop {
+            if Instant::now() + pause > deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{operation} of {} still running after {:?}; it may yet finish",
+                        vm.resource_id(),
+                        self.polling.deadline
+                    ),
+                )
+                .with_provider(PROVIDER_NAME));
+            }
+            tokio::time::sleep(pause).await;
+            let poll = self.send(&operation, Method::Get, monitor.clone()).await?;
+            pause = retry_after(poll.headers()).unwrap_or(self.polling.interval);
+            if by_status {
+                let status: OperationStatus = parse_json(&operation, &poll)?;
+                match status.status.as_str() {
+                    "Succeeded" => return Ok(()),
+                    "Failed" | "Canceled" => {
+                        let error = status.error.unwrap_or(OperationError {
+                            code: status.status.clone(),
+                            message: format!("the operation ended {}", status.status),
+                        });
+                        return Err(operation_error(&operation, &error));
+                    }
+                    _ => {}
+                }
+            } else if u16::from(poll.status()) != 202 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A failed operation's error: the kind from its ARM code (unknown codes read as a conflict,
+/// `InvalidState`), the code kept in the message.
+fn operation_error(operation: &str, error: &OperationError) -> Error {
+    Error::new(
+        crate::error::kind_for(&error.code, 409),
+        format!(
+            "{operation}: the operation failed: {}: {}",
+            error.code, error.message
+        ),
+    )
+    .with_provider(PROVIDER_NAME)
+}
