@@ -65,10 +65,14 @@ impl StandardCredential {
                 ),
             ],
         };
-        Ok(Arc::new(Self {
+        Ok(Self::from_sources(sources))
+    }
+
+    fn from_sources(sources: Vec<(&'static str, Arc<dyn TokenCredential>)>) -> Arc<Self> {
+        Arc::new(Self {
             sources,
             chosen: OnceLock::new(),
-        }))
+        })
     }
 
     /// The credentials this chain tries, by type name, in order.
@@ -158,6 +162,105 @@ impl Policy for StaticTokenPolicy {
                 CoreErrorKind::Other,
                 "the static token policy has no transport after it",
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use azure_core::time::{Duration, OffsetDateTime};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Scripted {
+        works: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(works: bool) -> Arc<Self> {
+            Arc::new(Self {
+                works,
+                calls: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl TokenCredential for Scripted {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.works {
+                Ok(AccessToken::new(
+                    "token",
+                    OffsetDateTime::now_utc() + Duration::hours(1),
+                ))
+            } else {
+                Err(azure_core::Error::with_message(
+                    CoreErrorKind::Credential,
+                    "not signed in",
+                ))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_credential_that_answers_is_kept() {
+        let (absent, present) = (Scripted::new(false), Scripted::new(true));
+        let chain = StandardCredential::from_sources(vec![
+            ("Absent", absent.clone()),
+            ("Present", present.clone()),
+        ]);
+        for _ in 0..3 {
+            let token = chain.get_token(&["scope/.default"], None).await.unwrap();
+            assert_eq!(token.token.secret(), "token");
+        }
+        assert_eq!(absent.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(present.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(chain.sources(), ["Absent", "Present"]);
+    }
+
+    #[tokio::test]
+    async fn when_none_answers_the_error_names_each() {
+        let chain = StandardCredential::from_sources(vec![
+            ("DeveloperToolsCredential", Scripted::new(false)),
+            ("ManagedIdentityCredential", Scripted::new(false)),
+        ]);
+        let error = chain
+            .get_token(&["scope/.default"], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error.kind(), CoreErrorKind::Credential));
+        let message = error.to_string();
+        assert!(
+            message.contains("DeveloperToolsCredential: not signed in"),
+            "{message}"
+        );
+        assert!(
+            message.contains("ManagedIdentityCredential: not signed in"),
+            "{message}"
+        );
+        assert!(message.contains("az login"), "{message}");
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost", true),
+            ("http://[::1]:1", true),
+            ("http://10.0.0.1", false),
+            ("http://management.azure.com", false),
+        ] {
+            let url = azure_core::http::Url::parse(url).unwrap();
+            assert_eq!(is_loopback(&url), loopback, "{url}");
         }
     }
 }
