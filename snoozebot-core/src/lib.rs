@@ -41,7 +41,9 @@
 //!   the testkit's `MockProvider`, with waiters from [`CloudProviderExt`];
 //! - [`middleware`]: retry with backoff and a budget, timeouts, concurrency and rate limits and
 //!   tracing as tower layers, assembled by [`ProviderBuilder`];
-//! - [`PluginManager`]: registers, loads and unloads providers by name.
+//! - [`PluginManager`]: registers, loads and unloads providers by name;
+//! - with the `plugin` feature, `plugin`: out-of-process providers, wire-compatible with
+//!   HashiCorp go-plugin; with `http`, `http`: a REST API over the manager.
 //!
 //! Without a cloud account, try the testkit's `MockProvider` (an in-memory fleet) and the
 //! examples: `cargo run --example quickstart`.
@@ -50,6 +52,9 @@
 #![deny(missing_docs)]
 
 mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod manager;
 pub mod middleware;
 mod model;

@@ -52,6 +52,7 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum ProviderKind {
     /// In this process, built by a registered [`ProviderFactory`].
     InProcess,
@@ -63,6 +64,7 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub enum Health {
     /// Ready for calls.
     Serving,
@@ -76,12 +78,14 @@ pub enum Health {
 /// A provider that could be loaded, as [`PluginManager::discover`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct DiscoveredProvider {
     /// The name it is loaded by.
     pub name: String,
     /// Where it runs.
     pub kind: ProviderKind,
     /// The executable, for out-of-process plugins.
+    #[cfg_attr(feature = "http", schema(value_type = Option<String>))]
     pub path: Option<std::path::PathBuf>,
     /// Whether it is loaded now.
     pub loaded: bool,
@@ -93,6 +97,7 @@ pub struct DiscoveredProvider {
 /// A loaded provider, as [`PluginManager::list`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct LoadedProvider {
     /// The name it was loaded by.
     pub name: String,

@@ -1,0 +1,702 @@
+//! The handlers, their request and response bodies, and their OpenAPI descriptions.
+//!
+//! Each handler's `security` names the role it needs; the router reads the roles back from the
+//! generated document, so what the document says is what is enforced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Role;
+use super::problem::{ApiError, Body, OptionalBody, PathParams, Problem, QueryParams};
+use crate::error::{Error, ErrorKind};
+use crate::manager::{DiscoveredProvider, LoadOptions, LoadedProvider, PluginManager};
+use crate::model::{
+    InstanceFilter, InstanceId, InstanceInfo, InstanceState, StateChange, StopMode, StopOptions,
+};
+use crate::provider::CloudProvider;
+
+/// Who is calling, as the auth layer found: put in the request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) role: Option<Role>,
+}
+
+/// Calls in flight per provider, so that an unload without `force` can refuse to cut them.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+/// Counts one call while it lives.
+pub(crate) struct CallGuard {
+    in_flight: Arc<InFlight>,
+    name: String,
+}
+
+impl InFlight {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enter(self: &Arc<Self>, name: &str) -> CallGuard {
+        *self.counts().entry(name.to_owned()).or_default() += 1;
+        CallGuard {
+            in_flight: Arc::clone(self),
+            name: name.to_owned(),
+        }
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.counts().get(name).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let mut counts = self.in_flight.counts();
+        if let Some(count) = counts.get_mut(&self.name) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) manager: Arc<PluginManager>,
+    /// The OpenAPI document, serialized once.
+    pub(crate) document: Arc<String>,
+    pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) limits: Limits,
+}
+
+/// Page and batch limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) default_page_size: usize,
+    pub(crate) max_page_size: usize,
+    pub(crate) max_batch: usize,
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+const TAG_PLUGINS: &str = "plugins";
+const TAG_INSTANCES: &str = "instances";
+
+// ---------------------------------------------------------------------------------------------
+// Plugins
+
+/// `GET /api/plugins`: the loaded providers.
+#[utoipa::path(
+    get,
+    path = "/api/plugins",
+    tag = TAG_PLUGINS,
+    summary = "The loaded providers, with what they say about themselves and their health",
+    responses((status = 200, description = "The loaded providers", body = Vec<LoadedProvider>)),
+    security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
+)]
+pub(crate) async fn list_plugins(State(state): State<AppState>) -> ApiResult<Vec<LoadedProvider>> {
+    Ok(Json(state.manager.list().await))
+}
+
+/// Query of `GET /api/plugins/discover`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscoverQuery {
+    /// Load every loadable provider found that is not loaded yet (role `admin`).
+    #[serde(default)]
+    autoload: bool,
+}
+
+/// One provider that autoload tried to load and could not.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AutoloadFailure {
+    /// The provider's name.
+    name: String,
+    /// Why it did not load.
+    problem: Problem,
+}
+
+/// Answer of `GET /api/plugins/discover`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DiscoverResponse {
+    /// Every provider that could be loaded (and those that cannot, with their problem).
+    plugins: Vec<DiscoveredProvider>,
+    /// With `autoload`: the providers that failed to load.
+    autoload_failures: Vec<AutoloadFailure>,
+}
+
+/// `GET /api/plugins/discover`.
+#[utoipa::path(
+    get,
+    path = "/api/plugins/discover",
+    tag = TAG_PLUGINS,
+    summary = "Every provider that could be loaded: registered ones and plugin executables",
+    description = "With `autoload=true` (role `admin`), loads each loadable provider that is not loaded yet; failures are listed, not fatal.",
+    params(DiscoverQuery),
+    responses((status = 200, description = "What was found", body = DiscoverResponse)),
+    security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
+)]
+pub(crate) async fn discover(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    QueryParams(query): QueryParams<DiscoverQuery>,
+) -> ApiResult<DiscoverResponse> {
+    if query.autoload && caller.role < Some(Role::Admin) {
+        return Err(forbidden(Role::Admin, "autoload"));
+    }
+    let found = state.manager.discover().await?;
+    let mut autoload_failures = Vec::new();
+    if query.autoload {
+        for plugin in found
+            .iter()
+            .filter(|plugin| !plugin.loaded && plugin.problem.is_none())
+        {
+            if let Err(error) = state.manager.load(&plugin.name).await {
+                autoload_failures.push(AutoloadFailure {
+                    name: plugin.name.clone(),
+                    problem: Problem::from_error(&error),
+                });
+            }
+        }
+    }
+    let plugins = if query.autoload {
+        state.manager.discover().await?
+    } else {
+        found
+    };
+    Ok(Json(DiscoverResponse {
+        plugins,
+        autoload_failures,
+    }))
+}
+
+pub(crate) fn forbidden(needed: Role, what: &str) -> ApiError {
+    ApiError::from(Error::new(
+        ErrorKind::PermissionDenied,
+        format!("{what} needs the {needed} role"),
+    ))
+}
+
+/// Body of `POST /api/plugins/load`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoadRequest {
+    /// The provider's name.
+    #[schema(min_length = 1, max_length = 64)]
+    plugin_name: String,
+    /// The time limit for one attempt to load it, in seconds (1 to 600; default 30).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 600)]
+    timeout_seconds: Option<u64>,
+    /// How many times to try again after a retryable failure (0 to 10; default 2).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10)]
+    retries: Option<u32>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::from(Error::invalid_argument(message))
+}
+
+/// `POST /api/plugins/load`.
+#[utoipa::path(
+    post,
+    path = "/api/plugins/load",
+    tag = TAG_PLUGINS,
+    summary = "Loads a provider (starts a plugin executable), or returns it if already loaded",
+    request_body = LoadRequest,
+    responses((status = 200, description = "The loaded provider", body = LoadedProvider)),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
+)]
+pub(crate) async fn load(
+    State(state): State<AppState>,
+    Body(request): Body<LoadRequest>,
+) -> ApiResult<LoadedProvider> {
+    let mut options = LoadOptions::default();
+    if let Some(seconds) = request.timeout_seconds {
+        if !(1..=600).contains(&seconds) {
+            return Err(invalid("timeout_seconds must be between 1 and 600"));
+        }
+        options = options.with_timeout(Duration::from_secs(seconds));
+    }
+    if let Some(retries) = request.retries {
+        if retries > 10 {
+            return Err(invalid("retries must be between 0 and 10"));
+        }
+        options = options.with_max_attempts(retries + 1);
+    }
+    state
+        .manager
+        .load_with(&request.plugin_name, &options)
+        .await?;
+    loaded(&state, &request.plugin_name).await.map(Json)
+}
+
+async fn loaded(state: &AppState, name: &str) -> Result<LoadedProvider, ApiError> {
+    // Asking for it by name first gives the manager's own "unknown name" error.
+    state.manager.get(name)?;
+    state
+        .manager
+        .list()
+        .await
+        .into_iter()
+        .find(|provider| provider.name == name)
+        .ok_or_else(|| ApiError::from(Error::not_found(format!("provider {name:?} is not loaded"))))
+}
+
+/// Body of `POST /api/plugins/unload`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnloadRequest {
+    /// The provider's name.
+    #[schema(min_length = 1, max_length = 64)]
+    plugin_name: String,
+    /// Unload even with calls in flight through this API (they then fail). Without it, such
+    /// an unload is refused with `409`.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Answer of `POST /api/plugins/unload`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UnloadResponse {
+    /// The provider's name.
+    plugin_name: String,
+    /// Calls that were in flight and were cut (only with `force`).
+    interrupted_calls: usize,
+}
+
+/// `POST /api/plugins/unload`.
+#[utoipa::path(
+    post,
+    path = "/api/plugins/unload",
+    tag = TAG_PLUGINS,
+    summary = "Unloads a provider (stops its plugin process); unloading what is not loaded does nothing",
+    request_body = UnloadRequest,
+    responses((status = 200, description = "Unloaded", body = UnloadResponse)),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
+)]
+pub(crate) async fn unload(
+    State(state): State<AppState>,
+    Body(request): Body<UnloadRequest>,
+) -> ApiResult<UnloadResponse> {
+    let busy = state.in_flight.count(&request.plugin_name);
+    if busy > 0 && !request.force {
+        return Err(ApiError::from(Error::invalid_state(format!(
+            "provider {:?} has {busy} calls in flight; unload with \"force\": true to cut them",
+            request.plugin_name
+        ))));
+    }
+    state.manager.unload(&request.plugin_name).await?;
+    Ok(Json(UnloadResponse {
+        plugin_name: request.plugin_name,
+        interrupted_calls: busy,
+    }))
+}
+
+/// `GET /api/plugins/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/plugins/{name}",
+    tag = TAG_PLUGINS,
+    summary = "One loaded provider",
+    params(("name" = String, Path, description = "The provider's name")),
+    responses((status = 200, description = "The provider", body = LoadedProvider)),
+    security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
+)]
+pub(crate) async fn get_plugin(
+    State(state): State<AppState>,
+    PathParams(name): PathParams<String>,
+) -> ApiResult<LoadedProvider> {
+    loaded(&state, &name).await.map(Json)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instances
+
+fn provider(state: &AppState, name: &str) -> Result<(Arc<dyn CloudProvider>, CallGuard), ApiError> {
+    let provider = state.manager.get(name)?;
+    Ok((provider, state.in_flight.enter(name)))
+}
+
+fn instance_id(id: &str) -> Result<InstanceId, ApiError> {
+    InstanceId::new(id).map_err(ApiError::from)
+}
+
+/// A page of instances.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InstancePage {
+    /// The instances, ordered by id.
+    instances: Vec<InstanceInfo>,
+    /// Pass as `page_token` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// Reads the instance query by hand: `tag` and `state` repeat.
+fn instance_query(
+    pairs: Vec<(String, String)>,
+    limits: Limits,
+) -> Result<(InstanceFilter, usize, Option<InstanceId>), ApiError> {
+    let mut filter = InstanceFilter::new();
+    let mut page_size = limits.default_page_size;
+    let mut after = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "tag" => {
+                let (key, value) = value
+                    .split_once('=')
+                    .ok_or_else(|| invalid(format!("tag {value:?} is not KEY=VALUE")))?;
+                filter = filter.with_tag(key, value);
+            }
+            "state" => {
+                let state: InstanceState =
+                    serde_json::from_value(serde_json::Value::String(value.clone()))
+                        .map_err(|_| invalid(format!("unknown state {value:?}")))?;
+                filter = filter.with_state(state);
+            }
+            "name_prefix" => filter = filter.with_name_prefix(value),
+            "page_size" => {
+                page_size = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|size| (1..=limits.max_page_size).contains(size))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "page_size must be a number from 1 to {}",
+                            limits.max_page_size
+                        ))
+                    })?;
+            }
+            "page_token" => {
+                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(value.as_bytes())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .and_then(|id| InstanceId::new(id).ok())
+                    .ok_or_else(|| invalid("page_token is not one this API gave"))?;
+                after = Some(id);
+            }
+            other => return Err(invalid(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    Ok((filter, page_size, after))
+}
+
+/// `GET /api/providers/{name}/instances`.
+#[utoipa::path(
+    get,
+    path = "/api/providers/{name}/instances",
+    tag = TAG_INSTANCES,
+    summary = "The provider's instances, filtered and paged",
+    description = "Pages are ordered by id; `page_token` continues after the last id of the previous page, so instances added or removed meanwhile do not shift the pages.",
+    params(
+        ("name" = String, Path, description = "The provider's name"),
+        ("tag" = Option<Vec<String>>, Query, description = "KEY=VALUE; repeat for several, all must match"),
+        ("state" = Option<Vec<InstanceState>>, Query, description = "Any of these states; repeat for several"),
+        ("name_prefix" = Option<String>, Query, description = "Only names starting with this"),
+        ("page_size" = Option<u32>, Query, description = "1 to 500 (default 100)", minimum = 1, maximum = 500),
+        ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
+    ),
+    responses((status = 200, description = "A page of instances", body = InstancePage)),
+    security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
+)]
+pub(crate) async fn list_instances(
+    State(state): State<AppState>,
+    PathParams(name): PathParams<String>,
+    QueryParams(pairs): QueryParams<Vec<(String, String)>>,
+) -> ApiResult<InstancePage> {
+    let (filter, page_size, after) = instance_query(pairs, state.limits)?;
+    let (provider, _call) = provider(&state, &name)?;
+    let mut instances = provider.list_instances(&filter).await?;
+    instances.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(after) = &after {
+        instances.retain(|instance| &instance.id > after);
+    }
+    let next_page_token = (instances.len() > page_size).then(|| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(instances[page_size - 1].id.as_str())
+    });
+    instances.truncate(page_size);
+    Ok(Json(InstancePage {
+        instances,
+        next_page_token,
+    }))
+}
+
+/// `GET /api/providers/{name}/instances/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/providers/{name}/instances/{id}",
+    tag = TAG_INSTANCES,
+    summary = "One instance",
+    params(
+        ("name" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id; percent-encode `/` (GCE and Azure ids)"),
+    ),
+    responses((status = 200, description = "The instance", body = InstanceInfo)),
+    security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
+)]
+pub(crate) async fn get_instance(
+    State(state): State<AppState>,
+    PathParams((name, id)): PathParams<(String, String)>,
+) -> ApiResult<InstanceInfo> {
+    let id = instance_id(&id)?;
+    let (provider, _call) = provider(&state, &name)?;
+    Ok(Json(provider.get_instance(&id).await?))
+}
+
+/// Body of a stop: all optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StopRequest {
+    /// The stop mode; absent: the provider's default, which always ends compute billing.
+    #[serde(default)]
+    mode: Option<StopMode>,
+    /// Skip the graceful shutdown.
+    #[serde(default)]
+    force: bool,
+    /// Only check that the stop would be allowed.
+    #[serde(default)]
+    dry_run: bool,
+    /// If the mode is refused for this instance (hibernation not enabled), use the default.
+    #[serde(default)]
+    allow_fallback: bool,
+}
+
+impl StopRequest {
+    fn options(&self) -> StopOptions {
+        let options = StopOptions::default()
+            .with_force(self.force)
+            .with_dry_run(self.dry_run)
+            .with_allow_fallback(self.allow_fallback);
+        match self.mode {
+            Some(mode) => options.with_mode(mode),
+            None => options,
+        }
+    }
+}
+
+/// `POST /api/providers/{name}/instances/{id}/stop`.
+#[utoipa::path(
+    post,
+    path = "/api/providers/{name}/instances/{id}/stop",
+    tag = TAG_INSTANCES,
+    summary = "Stops one instance",
+    params(
+        ("name" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id; percent-encode `/`"),
+    ),
+    request_body(content = Option<StopRequest>, description = "Optional; defaults to the provider's default stop"),
+    responses((status = 200, description = "What changed", body = StateChange)),
+    security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
+)]
+pub(crate) async fn stop_instance(
+    State(state): State<AppState>,
+    PathParams((name, id)): PathParams<(String, String)>,
+    OptionalBody(request): OptionalBody<StopRequest>,
+) -> ApiResult<StateChange> {
+    let id = instance_id(&id)?;
+    let (provider, _call) = provider(&state, &name)?;
+    Ok(Json(provider.stop_instance(&id, &request.options()).await?))
+}
+
+/// `POST /api/providers/{name}/instances/{id}/start`.
+#[utoipa::path(
+    post,
+    path = "/api/providers/{name}/instances/{id}/start",
+    tag = TAG_INSTANCES,
+    summary = "Starts one instance",
+    params(
+        ("name" = String, Path, description = "The provider's name"),
+        ("id" = String, Path, description = "The instance id; percent-encode `/`"),
+    ),
+    responses((status = 200, description = "What changed", body = StateChange)),
+    security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
+)]
+pub(crate) async fn start_instance(
+    State(state): State<AppState>,
+    PathParams((name, id)): PathParams<(String, String)>,
+) -> ApiResult<StateChange> {
+    let id = instance_id(&id)?;
+    let (provider, _call) = provider(&state, &name)?;
+    Ok(Json(provider.start_instance(&id).await?))
+}
+
+/// Body of a batch stop.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchStopRequest {
+    /// The instance ids (1 to 500).
+    #[schema(min_items = 1, max_items = 500)]
+    ids: Vec<String>,
+    /// The stop mode; absent: the provider's default.
+    #[serde(default)]
+    mode: Option<StopMode>,
+    /// Skip the graceful shutdown.
+    #[serde(default)]
+    force: bool,
+    /// Only check that the stops would be allowed.
+    #[serde(default)]
+    dry_run: bool,
+    /// If the mode is refused for an instance, use the default.
+    #[serde(default)]
+    allow_fallback: bool,
+}
+
+/// Body of a batch start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchStartRequest {
+    /// The instance ids (1 to 500).
+    #[schema(min_items = 1, max_items = 500)]
+    ids: Vec<String>,
+}
+
+/// One id's outcome in a batch: `change` or `error`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchResult {
+    /// The id as given.
+    id: String,
+    /// What changed, when it worked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<StateChange>,
+    /// Why not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+}
+
+/// The outcome of a batch, one result per id, in the order given.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchResponse {
+    /// One per id.
+    results: Vec<BatchResult>,
+}
+
+fn check_batch(ids: &[String], limits: Limits) -> Result<(), ApiError> {
+    if ids.is_empty() || ids.len() > limits.max_batch {
+        return Err(invalid(format!(
+            "a batch takes 1 to {} ids, not {}",
+            limits.max_batch,
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `call` on the valid ids; invalid ids get their own error, in place.
+async fn batch<F>(ids: Vec<String>, call: F) -> BatchResponse
+where
+    F: AsyncFnOnce(Vec<InstanceId>) -> Vec<(InstanceId, crate::error::Result<StateChange>)>,
+{
+    let parsed: Vec<_> = ids.iter().map(|id| InstanceId::new(id.as_str())).collect();
+    let valid: Vec<InstanceId> = parsed
+        .iter()
+        .filter_map(|id| id.as_ref().ok().cloned())
+        .collect();
+    let mut outcomes = call(valid).await.into_iter();
+    let results = ids
+        .into_iter()
+        .zip(parsed)
+        .map(|(id, parsed)| {
+            let outcome = match parsed {
+                Err(error) => Err(error),
+                Ok(_) => outcomes
+                    .next()
+                    .map(|(_, outcome)| outcome)
+                    .unwrap_or_else(|| {
+                        Err(Error::internal(
+                            "the provider answered fewer results than ids",
+                        ))
+                    }),
+            };
+            match outcome {
+                Ok(change) => BatchResult {
+                    id,
+                    change: Some(change),
+                    error: None,
+                },
+                Err(error) => BatchResult {
+                    id,
+                    change: None,
+                    error: Some(Problem::from_error(&error)),
+                },
+            }
+        })
+        .collect();
+    BatchResponse { results }
+}
+
+/// `POST /api/providers/{name}/instances/stop`.
+#[utoipa::path(
+    post,
+    path = "/api/providers/{name}/instances/stop",
+    tag = TAG_INSTANCES,
+    summary = "Stops several instances; one result per id",
+    params(("name" = String, Path, description = "The provider's name")),
+    request_body = BatchStopRequest,
+    responses((status = 200, description = "One result per id, in order", body = BatchResponse)),
+    security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
+)]
+pub(crate) async fn stop_instances(
+    State(state): State<AppState>,
+    PathParams(name): PathParams<String>,
+    Body(request): Body<BatchStopRequest>,
+) -> ApiResult<BatchResponse> {
+    check_batch(&request.ids, state.limits)?;
+    let (provider, _call) = provider(&state, &name)?;
+    let options = StopRequest {
+        mode: request.mode,
+        force: request.force,
+        dry_run: request.dry_run,
+        allow_fallback: request.allow_fallback,
+    }
+    .options();
+    Ok(Json(
+        batch(request.ids, async |ids| {
+            provider.stop_instances(&ids, &options).await
+        })
+        .await,
+    ))
+}
+
+/// `POST /api/providers/{name}/instances/start`.
+#[utoipa::path(
+    post,
+    path = "/api/providers/{name}/instances/start",
+    tag = TAG_INSTANCES,
+    summary = "Starts several instances; one result per id",
+    params(("name" = String, Path, description = "The provider's name")),
+    request_body = BatchStartRequest,
+    responses((status = 200, description = "One result per id, in order", body = BatchResponse)),
+    security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
+)]
+pub(crate) async fn start_instances(
+    State(state): State<AppState>,
+    PathParams(name): PathParams<String>,
+    Body(request): Body<BatchStartRequest>,
+) -> ApiResult<BatchResponse> {
+    check_batch(&request.ids, state.limits)?;
+    let (provider, _call) = provider(&state, &name)?;
+    Ok(Json(
+        batch(request.ids, async |ids| {
+            provider.start_instances(&ids).await
+        })
+        .await,
+    ))
+}

@@ -1,0 +1,526 @@
+//! The REST API (feature `http`): an axum [`Router`] for plugins and instances that a service
+//! mounts in its own app, with API keys and roles, RFC 9457 problem answers and an OpenAPI 3.1
+//! document generated from the handlers.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use snoozebot_core::PluginManager;
+//! use snoozebot_core::http::{self, ApiKeys, Role};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = Arc::new(PluginManager::new());
+//! let mut keys = ApiKeys::from_file("/etc/snoozebot/api-keys")?; // `ROLE SHA256 [LABEL]` lines
+//! let app = http::router(manager, keys);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! http::serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! | route | role |
+//! |---|---|
+//! | `GET /api/plugins`, `GET /api/plugins/{name}`, `GET /api/plugins/discover` | reader (`?autoload=true`: admin) |
+//! | `POST /api/plugins/load`, `POST /api/plugins/unload` | admin |
+//! | `GET /api/providers/{name}/instances[/{id}]` | reader |
+//! | `POST /api/providers/{name}/instances/{id}/stop`, `.../start`, `.../instances/stop`, `.../instances/start` | operator |
+//! | `GET /api/openapi.json` | none |
+//!
+//! A key is sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`. No key, or an unknown
+//! one: `401` with `WWW-Authenticate`; a key whose role is too weak: `403`. Each role may do
+//! what the weaker ones may. The role a route needs is written once, in the handler's OpenAPI
+//! `security`, and read back from the generated document: the document is what is enforced.
+//!
+//! Every error is `application/problem+json` ([`Problem`]) carrying the [`ErrorKind`]
+//! ([`status_for`] gives the status). Malformed JSON, a wrong content type, a body over the
+//! limit, an unknown route or method, a request past its time limit, and too many requests at
+//! once are problems too, never a dropped connection. Requests are traced (tower-http) without
+//! their keys.
+//!
+//! [`ErrorKind`]: crate::ErrorKind
+
+mod api;
+mod auth;
+mod problem;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{ApiKeys, Role};
+pub use problem::{PROBLEM_JSON, Problem, status_for};
+
+use crate::error::ErrorKind;
+use crate::manager::PluginManager;
+use api::{AppState, Caller, InFlight, Limits};
+use problem::ApiError;
+
+/// The header a key may also be sent in, instead of `Authorization: Bearer`.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// How the router protects itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// The time limit of one request (default 120 s: a stop that follows a cloud's long-running
+    /// operation takes a while). Past it: `504`.
+    pub request_timeout: Duration,
+    /// Requests handled at once (default 64); more are answered `503` with `Retry-After: 1`.
+    pub max_concurrent_requests: usize,
+    /// The largest request body, in bytes (default 256 KiB); larger: `413`.
+    pub body_limit: usize,
+    /// Instances per page when `page_size` is not given (default 100).
+    pub default_page_size: usize,
+    /// The largest `page_size` (500).
+    pub max_page_size: usize,
+    /// The most ids in one batch (500).
+    pub max_batch: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(120),
+            max_concurrent_requests: 64,
+            body_limit: 256 * 1024,
+            default_page_size: 100,
+            max_page_size: 500,
+            max_batch: 500,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Sets the time limit of one request.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how many requests are handled at once.
+    pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent_requests = requests.max(1);
+        self
+    }
+
+    /// Sets the largest request body, in bytes.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Snoozebot REST API",
+        description = "Plugins and instances of the providers a Snoozebot PluginManager hosts. Every error is application/problem+json (RFC 9457) carrying the Snoozebot error kind.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    components(schemas(Problem, Role)),
+    tags(
+        (name = "plugins", description = "Providers: discover, load, unload, health"),
+        (name = "instances", description = "Instances of a loaded provider: list, get, stop, start"),
+        (name = "meta", description = "This document"),
+    ),
+)]
+struct ApiDoc;
+
+/// `GET /api/openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    summary = "This API's OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", content_type = "application/json")),
+    security(()),
+)]
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.document.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// The generated document, with its security schemes and the problem answers every route can
+/// give added to each operation.
+fn document(mut openapi: OpenApi) -> OpenApi {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key: `Authorization: Bearer <key>`"))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            API_KEY_HEADER,
+            "The same key in `X-API-Key`",
+        ))),
+    );
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    problems::add_to_every_operation(&mut openapi);
+    openapi
+}
+
+mod problems {
+    //! The problem answers of every operation, added to the document in one place.
+
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::{OpenApi, Ref, ResponseBuilder};
+
+    const COMMON: [(&str, &str); 8] = [
+        (
+            "400",
+            "Malformed request: bad JSON, a bad id, a bad parameter",
+        ),
+        ("404", "Unknown route, provider, plugin or instance"),
+        ("405", "Method not allowed on this route"),
+        ("413", "Request body over the limit"),
+        ("415", "Request body is not application/json"),
+        ("500", "A bug or a misconfiguration"),
+        (
+            "503",
+            "Too many requests at once, or the provider's cloud is unavailable",
+        ),
+        ("504", "The request ran past its time limit"),
+    ];
+    const PROTECTED: [(&str, &str); 2] = [
+        ("401", "No API key, or an unknown one"),
+        (
+            "403",
+            "The key's role is too weak, or the cloud refused the provider",
+        ),
+    ];
+    const PROVIDER_CALLS: [(&str, &str); 4] = [
+        (
+            "409",
+            "The instance's state does not allow it, or calls are in flight",
+        ),
+        ("429", "The cloud is throttling; see Retry-After"),
+        (
+            "501",
+            "The provider does not support the operation or option",
+        ),
+        (
+            "502",
+            "The provider failed: its plugin, or its cloud credentials",
+        ),
+    ];
+
+    fn add(operation: &mut Operation, answers: &[(&str, &str)]) {
+        for (status, description) in answers {
+            if operation.responses.responses.contains_key(*status) {
+                continue;
+            }
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    super::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build();
+            operation
+                .responses
+                .responses
+                .insert((*status).to_owned(), response.into());
+        }
+    }
+
+    pub(super) fn add_to_every_operation(openapi: &mut OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let public = operation.security.as_ref().is_some_and(|requirements| {
+                    serde_json::to_value(requirements)
+                        .ok()
+                        .and_then(|value| value.as_array().cloned())
+                        .is_some_and(|all| {
+                            all.iter().any(|requirement| {
+                                requirement.as_object().is_some_and(|map| map.is_empty())
+                            })
+                        })
+                });
+                add(operation, &COMMON);
+                if !public {
+                    add(operation, &PROTECTED);
+                }
+                if path.starts_with("/api/providers/") || path.starts_with("/api/plugins") {
+                    add(operation, &PROVIDER_CALLS);
+                }
+            }
+        }
+    }
+}
+
+/// The role each `(method, path)` needs, read from the document; `None`: public.
+type RoleTable = HashMap<(Method, String), Option<Role>>;
+
+fn role_table(openapi: &OpenApi) -> RoleTable {
+    let mut table = RoleTable::new();
+    let Ok(document) = serde_json::to_value(openapi) else {
+        return table;
+    };
+    let Some(paths) = document.get("paths").and_then(|paths| paths.as_object()) else {
+        return table;
+    };
+    for (path, item) in paths {
+        let Some(item) = item.as_object() else {
+            continue;
+        };
+        for (method, operation) in item {
+            let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+                continue;
+            };
+            let requirements = operation
+                .get("security")
+                .and_then(|security| security.as_array());
+            let role = match requirements {
+                // An empty requirement is anonymous access.
+                Some(all)
+                    if all
+                        .iter()
+                        .any(|r| r.as_object().is_some_and(|m| m.is_empty())) =>
+                {
+                    None
+                }
+                Some(all) => Some(
+                    all.iter()
+                        .filter_map(|requirement| requirement.as_object())
+                        .flat_map(|requirement| requirement.values())
+                        .filter_map(|scopes| scopes.as_array())
+                        .flatten()
+                        .filter_map(|scope| scope.as_str()?.parse::<Role>().ok())
+                        .min()
+                        // Security without a known role: only admins (fail closed).
+                        .unwrap_or(Role::Admin),
+                ),
+                // No security at all: fail closed too.
+                None => Some(Role::Admin),
+            };
+            table.insert((method, path.clone()), role);
+        }
+    }
+    table
+}
+
+#[derive(Clone)]
+struct Guard {
+    keys: Arc<ApiKeys>,
+    roles: Arc<RoleTable>,
+}
+
+fn presented_key(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let (scheme, key) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then_some(key.trim());
+    }
+    headers
+        .get(HeaderName::from_static(API_KEY_HEADER))
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+}
+
+async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let needed = guard
+        .roles
+        .get(&(request.method().clone(), path))
+        .copied()
+        // A route missing from the document: only admins (fail closed).
+        .unwrap_or(Some(Role::Admin));
+    let caller = presented_key(&request).and_then(|key| guard.keys.identify(key));
+    if let Some(needed) = needed {
+        match caller {
+            None => {
+                return ApiError::unauthorized(
+                    "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
+                )
+                .into_response();
+            }
+            Some((role, label)) if role < needed => {
+                tracing::info!(key = label, %role, %needed, "API call refused: role too weak");
+                return api::forbidden(needed, "this route").into_response();
+            }
+            Some((_, label)) => tracing::debug!(key = label, "API call"),
+        }
+    }
+    request.extensions_mut().insert(Caller {
+        role: caller.map(|(role, _)| role),
+    });
+    next.run(request).await
+}
+
+async fn limit_and_time(
+    State((permits, timeout)): State<(Arc<Semaphore>, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = permits.try_acquire() else {
+        let error = crate::Error::new(
+            ErrorKind::Unavailable,
+            "too many requests at once; try again shortly",
+        )
+        .with_retry_after(Duration::from_secs(1));
+        return ApiError::from(error).into_response();
+    };
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(crate::Error::new(
+            ErrorKind::Timeout,
+            format!("the request ran past its time limit of {timeout:?}"),
+        ))
+        .into_response(),
+    }
+}
+
+async fn unknown_route(request: Request) -> Response {
+    ApiError::status(
+        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::InvalidArgument,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+/// The routes and their document, before the state and the layers.
+fn routes() -> (Router<AppState>, OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api::list_plugins))
+        .routes(routes!(api::discover))
+        .routes(routes!(api::load))
+        .routes(routes!(api::unload))
+        .routes(routes!(api::get_plugin))
+        .routes(routes!(api::list_instances))
+        .routes(routes!(api::get_instance))
+        .routes(routes!(api::stop_instance))
+        .routes(routes!(api::start_instance))
+        .routes(routes!(api::stop_instances))
+        .routes(routes!(api::start_instances))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    (router, document(openapi))
+}
+
+/// This API's OpenAPI 3.1 document, as `GET /api/openapi.json` serves it.
+pub fn openapi() -> OpenApi {
+    routes().1
+}
+
+/// The REST API over `manager`, accepting `keys`, with the default [`HttpOptions`].
+pub fn router(manager: Arc<PluginManager>, keys: ApiKeys) -> Router {
+    router_with(manager, keys, HttpOptions::default())
+}
+
+/// The REST API over `manager`, accepting `keys`, protected as `options` say.
+pub fn router_with(manager: Arc<PluginManager>, keys: ApiKeys, options: HttpOptions) -> Router {
+    let (routes, openapi) = routes();
+    let guard = Guard {
+        keys: Arc::new(keys),
+        roles: Arc::new(role_table(&openapi)),
+    };
+    let document = Arc::new(serde_json::to_string(&openapi).unwrap_or_else(|_| "{}".to_owned()));
+    let state = AppState {
+        manager,
+        document,
+        in_flight: Arc::new(InFlight::default()),
+        limits: Limits {
+            default_page_size: options
+                .default_page_size
+                .clamp(1, options.max_page_size.max(1)),
+            max_page_size: options.max_page_size.max(1),
+            max_batch: options.max_batch.max(1),
+        },
+    };
+    let permits = Arc::new(Semaphore::new(options.max_concurrent_requests.max(1)));
+    routes
+        .route_layer(middleware::from_fn_with_state(guard, authorize))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(middleware::from_fn_with_state(
+            (permits, options.request_timeout),
+            limit_and_time,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static(API_KEY_HEADER),
+        ]))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish (graceful shutdown).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_table_comes_from_the_document() {
+        let table = role_table(&openapi());
+        let role = |method: Method, path: &str| table.get(&(method, path.to_owned())).copied();
+        assert_eq!(role(Method::GET, "/api/plugins"), Some(Some(Role::Reader)));
+        assert_eq!(
+            role(Method::POST, "/api/plugins/load"),
+            Some(Some(Role::Admin))
+        );
+        assert_eq!(
+            role(Method::POST, "/api/providers/{name}/instances/{id}/stop"),
+            Some(Some(Role::Operator))
+        );
+        assert_eq!(role(Method::GET, "/api/openapi.json"), Some(None));
+        assert_eq!(table.len(), 12);
+    }
+}

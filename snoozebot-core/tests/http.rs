@@ -1,0 +1,768 @@
+//! The REST API through its public router: authentication and roles driven by the OpenAPI
+//! document, the document against the router, every error kind as a problem, malformed
+//! requests, paging, batches, unload with calls in flight, and a real socket with graceful
+//! shutdown.
+#![cfg(feature = "http")]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use snoozebot_core::http::{self, ApiKeys, HttpOptions, PROBLEM_JSON, Role};
+use snoozebot_core::{Error, ErrorKind, PluginManager};
+use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
+use tower::ServiceExt;
+
+struct Api {
+    router: axum::Router,
+    fleet: MockProvider,
+    manager: Arc<PluginManager>,
+    reader: String,
+    operator: String,
+    admin: String,
+}
+
+impl Api {
+    async fn new() -> Self {
+        Self::with_options(HttpOptions::default()).await
+    }
+
+    async fn with_options(options: HttpOptions) -> Self {
+        let fleet = MockProvider::fleet(20);
+        fleet.add_instance(MockInstance::new("mock-eu/web-1").name("web-1"));
+        let manager = Arc::new(PluginManager::new());
+        let registered = fleet.clone();
+        manager
+            .register("mock", move || {
+                let fleet = registered.clone();
+                async move { Ok(fleet) }
+            })
+            .unwrap();
+        manager.load("mock").await.unwrap();
+        let mut keys = ApiKeys::new();
+        let reader = keys.generate(Role::Reader, "reader");
+        let operator = keys.generate(Role::Operator, "operator");
+        let admin = keys.generate(Role::Admin, "admin");
+        let router = http::router_with(Arc::clone(&manager), keys, options);
+        Api {
+            router,
+            fleet,
+            manager,
+            reader,
+            operator,
+            admin,
+        }
+    }
+
+    fn key(&self, role: Role) -> &str {
+        match role {
+            Role::Reader => &self.reader,
+            Role::Operator => &self.operator,
+            Role::Admin => &self.admin,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, headers, body)
+    }
+}
+
+/// Every operation of the document: method, path template, role needed (None: public).
+/// Unloading comes last, so that the routes after it still find the provider loaded.
+fn operations() -> Vec<(Method, String, Option<Role>)> {
+    let document = serde_json::to_value(http::openapi()).unwrap();
+    let mut found = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let requirements = operation["security"].as_array().unwrap();
+            let role = if requirements
+                .iter()
+                .any(|r| r.as_object().unwrap().is_empty())
+            {
+                None
+            } else {
+                let scope = requirements[0]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .next()
+                    .unwrap()[0]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                Some(scope.parse::<Role>().unwrap())
+            };
+            found.push((
+                Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                path.clone(),
+                role,
+            ));
+        }
+    }
+    found.sort_by_key(|(_, path, _)| path.ends_with("/unload"));
+    found
+}
+
+/// A concrete URI for a path template, on the mock provider.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", "mock").replace("{id}", "mock-0001")
+}
+
+fn body_for(path: &str) -> Option<Value> {
+    if path.ends_with("/load") || path.ends_with("/unload") {
+        Some(json!({"plugin_name": "mock"}))
+    } else if path.ends_with("instances/stop") || path.ends_with("instances/start") {
+        Some(json!({"ids": ["mock-0002"]}))
+    } else {
+        None
+    }
+}
+
+fn assert_problem(headers: &axum::http::HeaderMap, body: &Value, status: StatusCode) {
+    assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON, "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://snoozebot.dev/problems/")
+    );
+    assert!(body["kind"].is_string() && body["detail"].is_string() && body["title"].is_string());
+}
+
+#[tokio::test]
+async fn every_protected_route_without_a_key_is_401_with_www_authenticate() {
+    let api = Api::new().await;
+    let operations = operations();
+    assert_eq!(operations.len(), 12, "{operations:?}");
+    for (method, path, role) in operations {
+        let (status, headers, body) = api
+            .call(method.clone(), &concrete(&path), None, body_for(&path))
+            .await;
+        match role {
+            Some(_) => {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                assert_problem(&headers, &body, status);
+                assert!(
+                    headers[header::WWW_AUTHENTICATE]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("Bearer realm=\"snoozebot\""),
+                    "{method} {path}"
+                );
+                // A wrong key is no better than none.
+                let (status, _, _) = api
+                    .call(
+                        method.clone(),
+                        &concrete(&path),
+                        Some("sbk_wrong"),
+                        body_for(&path),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+            None => assert_eq!(status, StatusCode::OK, "{method} {path} is public"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_role_reaches_what_it_may_and_is_refused_the_rest() {
+    for role in Role::ALL {
+        let api = Api::new().await;
+        for (method, path, needed) in operations() {
+            let Some(needed) = needed else { continue };
+            let (status, headers, body) = api
+                .call(
+                    method.clone(),
+                    &concrete(&path),
+                    Some(api.key(role)),
+                    body_for(&path),
+                )
+                .await;
+            if role < needed {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role} {method} {path}: {body}"
+                );
+                assert_problem(&headers, &body, status);
+                assert_eq!(body["kind"], "permission_denied");
+            } else {
+                assert!(
+                    status.is_success(),
+                    "{role} {method} {path}: {status} {body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_methods() {
+    let api = Api::new().await;
+    let operations = operations();
+    let paths: std::collections::BTreeSet<_> =
+        operations.iter().map(|(_, p, _)| p.clone()).collect();
+    for path in paths {
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            let documented = operations
+                .iter()
+                .any(|(m, p, _)| *m == method && *p == path);
+            let (status, headers, body) = api
+                .call(
+                    method.clone(),
+                    &concrete(&path),
+                    Some(&api.admin),
+                    body_for(&path),
+                )
+                .await;
+            if documented {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert!(
+                    !body["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("no route"),
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {body}"
+                );
+                assert_problem(&headers, &body, status);
+            }
+        }
+    }
+    let (status, headers, body) = api
+        .call(Method::GET, "/api/nothing/here", Some(&api.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_problem(&headers, &body, status);
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_served_as_generated() {
+    let api = Api::new().await;
+    let (status, _, served) = api.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served, serde_json::to_value(http::openapi()).unwrap());
+    assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(served["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(served["components"]["schemas"]["Problem"].is_object());
+    let stop = &served["paths"]["/api/providers/{name}/instances/{id}/stop"]["post"];
+    for status in [
+        "200", "400", "401", "403", "404", "409", "429", "501", "503", "504",
+    ] {
+        assert!(stop["responses"][status].is_object(), "stop lacks {status}");
+    }
+}
+
+#[tokio::test]
+async fn each_error_kind_has_its_status_and_problem_body() {
+    let api = Api::new().await;
+    for (kind, status) in [
+        (ErrorKind::NotFound, 404),
+        (ErrorKind::InvalidArgument, 400),
+        (ErrorKind::InvalidState, 409),
+        (ErrorKind::Throttled, 429),
+        (ErrorKind::Unavailable, 503),
+        (ErrorKind::Timeout, 504),
+        (ErrorKind::Unsupported, 501),
+        (ErrorKind::PermissionDenied, 403),
+        (ErrorKind::Unauthenticated, 502),
+        (ErrorKind::Plugin, 502),
+        (ErrorKind::Config, 500),
+        (ErrorKind::Internal, 500),
+    ] {
+        let mut error = Error::new(kind, format!("scripted {kind}")).with_provider("mock");
+        if kind == ErrorKind::Throttled {
+            error = error.with_retry_after(Duration::from_secs(7));
+        }
+        api.fleet.fail_next_with(MockOperation::Get, 1, error);
+        let (got, headers, body) = api
+            .call(
+                Method::GET,
+                "/api/providers/mock/instances/mock-0001",
+                Some(&api.reader),
+                None,
+            )
+            .await;
+        assert_eq!(got.as_u16(), status, "{kind}: {body}");
+        assert_problem(&headers, &body, got);
+        assert_eq!(body["kind"], kind.as_str());
+        assert_eq!(body["provider"], "mock");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("scripted {kind}"))
+        );
+        if kind == ErrorKind::Throttled {
+            assert_eq!(headers[header::RETRY_AFTER], "7");
+            assert_eq!(body["retry_after_seconds"], 7);
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_are_4xx_problems() {
+    let api = Api::with_options(HttpOptions::default().with_body_limit(1024)).await;
+    let stop = "/api/providers/mock/instances/mock-0001/stop";
+    let raw = |content_type: &str, body: String| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(stop)
+            .header(header::AUTHORIZATION, format!("Bearer {}", api.operator))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for (request, status) in [
+        (
+            raw("application/json", "{\"mode\": ".into()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            raw("application/json", "{\"mode\": \"nap\"}".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("application/json", "{\"nonsense\": 1}".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            raw("text/plain", "{}".into()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            raw(
+                "application/json",
+                format!("{{\"mode\": \"{}\"}}", "x".repeat(4096)),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let (got, headers, body) = api.send(request).await;
+        assert_eq!(got, status, "{body}");
+        assert_problem(&headers, &body, got);
+    }
+    // No instance was stopped by any of them.
+    assert_eq!(api.fleet.call_count(MockOperation::Stop), 0);
+
+    for (uri, status) in [
+        ("/api/providers/nope/instances", StatusCode::NOT_FOUND),
+        (
+            "/api/providers/mock/instances/i-0123456789abcdef0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances/mock%20bad",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances/mock-9999",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/providers/mock/instances?page_size=0",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances?page_token=garbage!",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances?state=napping",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances?tag=novalue",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/providers/mock/instances?colour=blue",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/plugins/nope", StatusCode::NOT_FOUND),
+        (
+            "/api/plugins/discover?autoload=maybe",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, headers, body) = api.call(Method::GET, uri, Some(&api.reader), None).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert_problem(&headers, &body, got);
+    }
+    let (got, _, body) = api
+        .call(
+            Method::POST,
+            "/api/plugins/load",
+            Some(&api.admin),
+            Some(json!({"plugin_name": "nope"})),
+        )
+        .await;
+    assert_eq!(got, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("mock"),
+        "known names are listed: {body}"
+    );
+    let (got, _, _) = api
+        .call(
+            Method::POST,
+            "/api/plugins/load",
+            Some(&api.admin),
+            Some(json!({"plugin_name": "mock", "timeout_seconds": 0})),
+        )
+        .await;
+    assert_eq!(got, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn instances_page_by_id_and_filter() {
+    let api = Api::new().await;
+    let mut seen = Vec::new();
+    let mut uri = "/api/providers/mock/instances?page_size=7".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, _, page) = api.call(Method::GET, &uri, Some(&api.reader), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        seen.extend(
+            page["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(token) => {
+                uri = format!("/api/providers/mock/instances?page_size=7&page_token={token}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!((pages, seen.len()), (3, 21));
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+
+    let (_, _, idle) = api
+        .call(
+            Method::GET,
+            "/api/providers/mock/instances?tag=snoozebot=idle&state=running&state=stopped",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(idle["instances"].as_array().unwrap().len(), 5, "{idle}");
+
+    // Ids with a slash travel percent-encoded.
+    let (status, _, one) = api
+        .call(
+            Method::GET,
+            "/api/providers/mock/instances/mock-eu%2Fweb-1",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["id"], "mock-eu/web-1");
+}
+
+#[tokio::test]
+async fn stops_and_starts_one_and_in_batches() {
+    let api = Api::new().await;
+    let (status, _, change) = api
+        .call(
+            Method::POST,
+            "/api/providers/mock/instances/mock-0001/stop",
+            Some(&api.operator),
+            Some(json!({"mode": "hibernate", "force": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{change}");
+    assert_eq!(change["mode"], "hibernate");
+    assert_eq!(change["previous"], "running");
+
+    let (status, _, batch) = api
+        .call(
+            Method::POST,
+            "/api/providers/mock/instances/stop",
+            Some(&api.operator),
+            Some(json!({"ids": ["mock-0002", "not an id", "mock-9999", "mock-0003"], "dry_run": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    let results = batch["results"].as_array().unwrap();
+    let summary: Vec<_> = results
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["error"]["kind"].as_str().unwrap_or("ok"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("mock-0002", "ok"),
+            ("not an id", "invalid_argument"),
+            ("mock-9999", "not_found"),
+            ("mock-0003", "ok")
+        ]
+    );
+    let (status, _, batch) = api
+        .call(
+            Method::POST,
+            "/api/providers/mock/instances/start",
+            Some(&api.operator),
+            Some(json!({"ids": ["mock-0002", "mock-0003"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert!(
+        batch["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["change"].is_object())
+    );
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            "/api/providers/mock/instances/start",
+            Some(&api.operator),
+            Some(json!({"ids": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unload_refuses_to_cut_calls_in_flight_unless_forced() {
+    let api = Arc::new(Api::new().await);
+    api.fleet.set_latency(Duration::from_millis(500));
+    let slow = {
+        let api = Arc::clone(&api);
+        tokio::spawn(async move {
+            api.call(
+                Method::GET,
+                "/api/providers/mock/instances/mock-0001",
+                Some(&api.reader),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _, body) = api
+        .call(
+            Method::POST,
+            "/api/plugins/unload",
+            Some(&api.admin),
+            Some(json!({"plugin_name": "mock"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 calls in flight"),
+        "{body}"
+    );
+    let (status, _, body) = api
+        .call(
+            Method::POST,
+            "/api/plugins/unload",
+            Some(&api.admin),
+            Some(json!({"plugin_name": "mock", "force": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["interrupted_calls"], 1);
+    // The in-process call still completes on the handle it holds.
+    let (status, _, _) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(api.manager.get("mock").is_err());
+    let (status, _, _) = api
+        .call(Method::GET, "/api/plugins/mock", Some(&api.reader), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn discover_autoload_needs_admin() {
+    let api = Api::new().await;
+    api.manager.unload("mock").await.unwrap();
+    let (status, _, _) = api
+        .call(
+            Method::GET,
+            "/api/plugins/discover?autoload=true",
+            Some(&api.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, found) = api
+        .call(
+            Method::GET,
+            "/api/plugins/discover",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["plugins"][0]["loaded"], false);
+    let (status, _, found) = api
+        .call(
+            Method::GET,
+            "/api/plugins/discover?autoload=true",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["plugins"][0]["loaded"], true);
+    assert_eq!(found["autoload_failures"], json!([]));
+    let (_, _, listed) = api
+        .call(Method::GET, "/api/plugins", Some(&api.reader), None)
+        .await;
+    assert_eq!(listed[0]["name"], "mock");
+    assert_eq!(listed[0]["health"]["status"], "serving");
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_and_excess_ones_are_shed() {
+    let api = Arc::new(
+        Api::with_options(
+            HttpOptions::default()
+                .with_request_timeout(Duration::from_millis(200))
+                .with_max_concurrent_requests(1),
+        )
+        .await,
+    );
+    api.fleet.set_latency(Duration::from_millis(600));
+    let first = {
+        let api = Arc::clone(&api);
+        tokio::spawn(async move {
+            api.call(
+                Method::GET,
+                "/api/providers/mock/instances/mock-0001",
+                Some(&api.reader),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, headers, body) = api
+        .call(
+            Method::GET,
+            "/api/providers/mock/instances/mock-0002",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    let (status, headers, body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_problem(&headers, &body, status);
+    assert_eq!(body["kind"], "timeout");
+}
+
+#[tokio::test]
+async fn over_a_real_socket_with_x_api_key_and_graceful_shutdown() {
+    let api = Api::new().await;
+    api.fleet.set_latency(Duration::from_millis(300));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, api.router.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let base = format!("http://{address}");
+
+    let response = client
+        .get(format!("{base}/api/plugins"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
+
+    let slow = client
+        .post(format!(
+            "{base}/api/providers/mock/instances/mock-0004/stop"
+        ))
+        .header("x-api-key", &api.operator)
+        .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    // The request in flight finishes; the server then ends.
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let change: Value = response.json().await.unwrap();
+    assert_eq!(change["previous"], "running");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        client
+            .get(format!("{base}/api/openapi.json"))
+            .send()
+            .await
+            .is_err()
+    );
+}
