@@ -1,4 +1,5 @@
-//! Shared pieces of the Snoozebot examples: printing results as a table.
+//! Shared pieces of the Snoozebot examples: printing results as a table, and (feature `http`)
+//! the REST server of `examples/rest_server.rs`, which its tests run too.
 
 use snoozebot_core::{BatchResults, InstanceInfo};
 
@@ -41,7 +42,15 @@ pub fn print_state_changes(
     }
 }
 
+#[cfg(feature = "http")]
+pub mod rest;
+
 /// The code in the top-level README, compiled and run as a doc test so it stays true.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust code in docs/rest-api.md, compiled as doc tests so it stays true.
+#[doc = include_str!("../../docs/rest-api.md")]
+#[cfg(all(doctest, feature = "http"))]
+pub struct RestApiDoctests;

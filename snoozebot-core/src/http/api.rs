@@ -407,11 +407,11 @@ fn instance_query(
     description = "Pages are ordered by id; `page_token` continues after the last id of the previous page, so instances added or removed meanwhile do not shift the pages.",
     params(
         ("name" = String, Path, description = "The provider's name"),
-        ("tag" = Option<Vec<String>>, Query, description = "KEY=VALUE; repeat for several, all must match"),
+        ("tag" = Option<Vec<String>>, Query, description = "KEY=VALUE; repeat for several, all must match", pattern = "^[^=]+=.*$"),
         ("state" = Option<Vec<InstanceState>>, Query, description = "Any of these states; repeat for several"),
         ("name_prefix" = Option<String>, Query, description = "Only names starting with this"),
         ("page_size" = Option<u32>, Query, description = "1 to 500 (default 100)", minimum = 1, maximum = 500),
-        ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
+        ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token", pattern = "^[A-Za-z0-9_-]+$"),
     ),
     responses((status = 200, description = "A page of instances", body = InstancePage)),
     security(("bearer" = ["reader"]), ("api_key" = ["reader"])),

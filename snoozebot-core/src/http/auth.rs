@@ -253,6 +253,11 @@ impl ApiKeys {
         Ok(keys)
     }
 
+    /// Adds every key of `other`.
+    pub fn merge(&mut self, other: ApiKeys) {
+        self.keys.extend(other.keys);
+    }
+
     /// The role of the key `secret`, if it is one of these. Every stored key is compared, in
     /// constant time, whichever matches.
     pub fn role_of(&self, secret: &str) -> Option<Role> {

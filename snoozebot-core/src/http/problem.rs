@@ -166,14 +166,26 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Body<T>(pub(crate) T);
 
+/// Wrong content type `415`, over the limit `413`, anything else about the body `400` (axum's
+/// `422` for well-formed JSON of the wrong shape included: one status for "fix your body").
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let kind = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        ErrorKind::Unsupported
-    } else {
-        ErrorKind::InvalidArgument
-    };
-    ApiError::status(status, kind, rejection.body_text())
+    match rejection.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unsupported,
+            rejection.body_text(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::InvalidArgument,
+            rejection.body_text(),
+        ),
+        _ => ApiError::status(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidArgument,
+            rejection.body_text(),
+        ),
+    }
 }
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -191,7 +203,8 @@ where
     }
 }
 
-/// A JSON body that may be left out entirely (no body, no content type): then `T::default()`.
+/// A JSON body that may be left out entirely (no body, no content type) or be `null`: then
+/// `T::default()`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct OptionalBody<T>(pub(crate) T);
 
@@ -211,9 +224,9 @@ where
         if empty {
             return Ok(OptionalBody(T::default()));
         }
-        Body::<T>::from_request(request, state)
+        Body::<Option<T>>::from_request(request, state)
             .await
-            .map(|Body(value)| OptionalBody(value))
+            .map(|Body(value)| OptionalBody(value.unwrap_or_default()))
     }
 }
 

@@ -1,0 +1,62 @@
+//! The REST API on 127.0.0.1, over the in-memory mock fleet and any plugins in a directory.
+//!
+//! ```text
+//! cargo run -p snoozebot-examples --features http --example rest_server
+//! cargo run -p snoozebot-examples --features http --example rest_server -- --listen 127.0.0.1:8080 --plugin-dir target/debug
+//! ```
+//!
+//! It prints a generated admin key (keep it: only its hash is kept) and a first `curl` to try.
+//! More keys: `SNOOZEBOT_API_KEYS_FILE` (lines `ROLE SHA256-HEX [LABEL]`) or
+//! `SNOOZEBOT_API_KEYS` (`role:secret,...`). Ctrl-C stops it gracefully. See docs/rest-api.md.
+
+use std::path::PathBuf;
+
+use snoozebot_core::http::{self, ApiKeys};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    let mut listen = "127.0.0.1:8080".to_owned();
+    let mut plugin_dir: Option<PathBuf> = None;
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--listen" => listen = words.next().ok_or("--listen takes ADDRESS:PORT")?,
+            "--plugin-dir" => {
+                plugin_dir = Some(words.next().ok_or("--plugin-dir takes DIR")?.into())
+            }
+            other => {
+                return Err(format!("unknown option {other} (see examples/rest_server.rs)").into());
+            }
+        }
+    }
+    let mut keys = match std::env::var("SNOOZEBOT_API_KEYS_FILE") {
+        Ok(path) => ApiKeys::from_file(path)?,
+        Err(_) => ApiKeys::new(),
+    };
+    if let Ok(value) = std::env::var("SNOOZEBOT_API_KEYS") {
+        keys.merge(ApiKeys::from_env_value(&value)?);
+    }
+    let server = snoozebot_examples::rest::build(plugin_dir, keys).await?;
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let address = listener.local_addr()?;
+    println!("Snoozebot REST API on http://{address}/api (OpenAPI: /api/openapi.json)");
+    println!("admin key: {}", server.admin_key);
+    println!(
+        "try: curl -H 'Authorization: Bearer {}' http://{address}/api/providers/mock/instances?page_size=3",
+        server.admin_key
+    );
+    let manager = server.manager;
+    http::serve(listener, server.router, async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("stopping: finishing the requests in flight");
+    })
+    .await?;
+    manager.shutdown().await;
+    Ok(())
+}

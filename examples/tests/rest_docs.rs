@@ -1,0 +1,89 @@
+//! Runs every `sh` block of docs/rest-api.md, as written, against the example REST server:
+//! `$SNOOZEBOT` is its address, `$KEY` its admin key. A block must exit 0 (its `curl`s use
+//! `--fail-with-body`); a block headed `# expect: NNN` must print an HTTP status line with NNN.
+#![cfg(feature = "http")]
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use snoozebot_core::http::ApiKeys;
+
+fn shell_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), line) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shell_example_in_the_rest_api_guide_runs() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!(
+            "curl is missing; install it with: sudo apt-get install -y curl (scripts/test does)"
+        );
+    }
+    let server = snoozebot_examples::rest::build(None, ApiKeys::new())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(snoozebot_core::http::serve(
+        listener,
+        server.router,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rest-api.md"))
+            .unwrap();
+    let blocks = shell_blocks(&guide);
+    assert!(blocks.len() >= 12, "only {} sh blocks found", blocks.len());
+    for block in blocks {
+        let key = server.admin_key.clone();
+        let base = base.clone();
+        let script = block.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-ec")
+                .arg(&script)
+                .env("SNOOZEBOT", base)
+                .env("KEY", key)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "this block failed:\n{block}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if let Some(expected) = block
+            .lines()
+            .find_map(|line| line.strip_prefix("# expect: "))
+        {
+            let status_line = stdout.lines().next().unwrap_or_default();
+            assert!(
+                status_line.starts_with("HTTP/") && status_line.contains(&format!(" {expected}")),
+                "expected {expected} from:\n{block}\ngot: {stdout}"
+            );
+        }
+    }
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    server.manager.shutdown().await;
+}
