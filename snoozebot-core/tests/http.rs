@@ -766,3 +766,85 @@ async fn over_a_real_socket_with_x_api_key_and_graceful_shutdown() {
             .is_err()
     );
 }
+
+/// Sends over a real socket; returns the status, headers and JSON body.
+async fn over_socket(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<String>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = client.request(method, url);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn over_a_real_socket_the_auth_table_and_malformed_bodies_hold() {
+    let api = Api::with_options(HttpOptions::default().with_body_limit(2048)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, api.router.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    for (method, path, role) in operations() {
+        let url = format!("{base}{}", concrete(&path));
+        let body = body_for(&path).map(|body| body.to_string());
+        let (status, headers, problem) =
+            over_socket(&client, method.clone(), &url, None, body.clone()).await;
+        if role.is_some() {
+            assert_eq!(status, 401, "{method} {path}");
+            assert_eq!(headers["content-type"], PROBLEM_JSON);
+            assert_eq!(problem["kind"], "unauthenticated");
+            let (status, _, _) =
+                over_socket(&client, method.clone(), &url, Some(&api.reader), body).await;
+            if role > Some(Role::Reader) {
+                assert_eq!(status, 403, "{method} {path}");
+            }
+        }
+    }
+    let stop_url = format!("{base}/api/providers/mock/instances/mock-0001/stop");
+    for (body, status) in [
+        ("{\"mode\": ".to_owned(), 400),
+        ("{\"mode\": \"nap\"}".to_owned(), 400),
+        (format!("{{\"mode\": \"{}\"}}", "x".repeat(64 * 1024)), 413),
+    ] {
+        let (got, headers, problem) = over_socket(
+            &client,
+            Method::POST,
+            &stop_url,
+            Some(&api.operator),
+            Some(body),
+        )
+        .await;
+        assert_eq!(got, status, "{problem}");
+        assert_eq!(headers["content-type"], PROBLEM_JSON);
+    }
+    let response = client
+        .post(&stop_url)
+        .header("authorization", format!("Bearer {}", api.operator))
+        .header("content-type", "text/plain")
+        .body("stop please")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(api.fleet.call_count(MockOperation::Stop), 0);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

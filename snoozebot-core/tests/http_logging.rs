@@ -1,0 +1,99 @@
+//! What the REST API logs: every request is traced, and no key ever is — not an accepted one,
+//! not a refused one, not one in `X-API-Key`.
+//!
+//! A binary of its own: `tracing` caches per call site whether anyone listens.
+#![cfg(feature = "http")]
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::Request;
+use snoozebot_core::PluginManager;
+use snoozebot_core::http::{self, ApiKeys, Role};
+use snoozebot_testkit::MockProvider;
+use tower::ServiceExt;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn requests_are_traced_and_keys_never_logged() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let manager = Arc::new(PluginManager::new());
+    manager
+        .register("mock", || async { Ok(MockProvider::fleet(3)) })
+        .unwrap();
+    manager.load("mock").await.unwrap();
+    let mut keys = ApiKeys::new();
+    let reader = keys.generate(Role::Reader, "dashboard");
+    let router = http::router(manager, keys);
+    let wrong = "sbk_this-key-is-wrong-and-must-not-be-logged";
+    for (method, header, key, uri, status) in [
+        (
+            "GET",
+            "authorization",
+            format!("Bearer {reader}"),
+            "/api/providers/mock/instances",
+            200,
+        ),
+        ("GET", "x-api-key", reader.clone(), "/api/plugins", 200),
+        (
+            "POST",
+            "authorization",
+            format!("Bearer {reader}"),
+            "/api/plugins/load",
+            403,
+        ),
+        (
+            "GET",
+            "authorization",
+            format!("Bearer {wrong}"),
+            "/api/plugins",
+            401,
+        ),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header, key)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {uri}");
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("/api/providers/mock/instances"),
+        "requests are not traced:\n{log}"
+    );
+    assert!(
+        log.contains("role too weak") && log.contains("dashboard"),
+        "the refused call names the key's label:\n{log}"
+    );
+    assert!(!log.contains(&reader), "a key was logged:\n{log}");
+    assert!(
+        !log.contains(&reader[4..20]),
+        "part of a key was logged:\n{log}"
+    );
+    assert!(!log.contains(wrong), "a wrong key was logged:\n{log}");
+}
