@@ -1,5 +1,7 @@
-//! Shared pieces of the Snoozebot examples: printing results as a table, and (feature `http`)
-//! the REST server of `examples/rest_server.rs`, which its tests run too.
+//! Shared pieces of the Snoozebot examples: printing results as a table; the provider that
+//! docs/writing-a-provider.md walks through ([`homelab`]) and its fake server
+//! ([`homelab_fake`]); and (feature `http`) the REST server of `examples/rest_server.rs`, which
+//! its tests run too.
 
 use snoozebot_core::{BatchResults, InstanceInfo};
 
@@ -42,6 +44,8 @@ pub fn print_state_changes(
     }
 }
 
+pub mod homelab;
+pub mod homelab_fake;
 #[cfg(feature = "http")]
 pub mod rest;
 
