@@ -58,3 +58,8 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../docs/rest-api.md")]
 #[cfg(all(doctest, feature = "http"))]
 pub struct RestApiDoctests;
+
+/// The Rust code in docs/writing-a-provider.md, compiled as doc tests.
+#[doc = include_str!("../../docs/writing-a-provider.md")]
+#[cfg(doctest)]
+pub struct WritingAProviderDoctests;

@@ -1,0 +1,192 @@
+//! docs/ stays true to the code:
+//! - every `rust,ignore` block is an excerpt, marked `<!-- from PATH -->`, found line by line
+//!   (indentation aside) in that file; other Rust blocks are compiled as doc tests
+//!   (`examples/src/lib.rs` includes each page);
+//! - `sh` blocks are run verbatim — only docs/rest-api.md has them, run by
+//!   `examples/tests/rest_docs.rs`; commands shown in `text` blocks (`cargo run`, `cargo bench`,
+//!   `cargo build`) name packages, features, examples, benches and binaries that exist.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn pages() -> Vec<(String, String)> {
+    let mut pages: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    pages.push((
+        "../README.md".into(),
+        std::fs::read_to_string(root().join("README.md")).unwrap(),
+    ));
+    pages.sort();
+    pages
+}
+
+/// Fenced blocks: (info string, body, the nearest non-blank line before the fence).
+fn blocks(markdown: &str) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    let mut open: Option<(String, String, String)> = None;
+    let mut before = String::new();
+    for line in markdown.lines() {
+        let trimmed = line.trim();
+        match &mut open {
+            None if trimmed.starts_with("```") => {
+                open = Some((trimmed[3..].to_owned(), String::new(), before.clone()));
+            }
+            None => {
+                if !trimmed.is_empty() {
+                    before = trimmed.to_owned();
+                }
+            }
+            Some(_) if trimmed == "```" => found.extend(open.take()),
+            Some((_, body, _)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    found
+}
+
+fn trimmed_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+#[test]
+fn rust_excerpts_are_the_code_as_it_is() {
+    let mut excerpts = 0;
+    for (page, markdown) in pages() {
+        for (info, body, before) in blocks(&markdown) {
+            if info != "rust,ignore" {
+                continue;
+            }
+            let source = before
+                .strip_prefix("<!-- from ")
+                .and_then(|rest| rest.strip_suffix(" -->"))
+                .unwrap_or_else(|| {
+                    panic!("{page}: a rust,ignore block without `<!-- from PATH -->` before it:\n{body}")
+                });
+            let code = std::fs::read_to_string(root().join(source))
+                .unwrap_or_else(|error| panic!("{page}: {source}: {error}"));
+            let (excerpt, code) = (trimmed_lines(&body), trimmed_lines(&code));
+            assert!(
+                code.windows(excerpt.len())
+                    .any(|window| window == excerpt.as_slice()),
+                "{page}: this excerpt is no longer in {source}:\n{body}"
+            );
+            excerpts += 1;
+        }
+    }
+    assert!(excerpts >= 8, "only {excerpts} excerpts checked");
+}
+
+#[test]
+fn shell_blocks_are_only_where_a_test_runs_them() {
+    for (page, markdown) in pages() {
+        for (info, body, _) in blocks(&markdown) {
+            if matches!(info.as_str(), "sh" | "bash" | "shell" | "console") {
+                assert!(
+                    page == "rest-api.md" || page == "../README.md",
+                    "{page}: a `{info}` block outside docs/rest-api.md, whose blocks \
+                     examples/tests/rest_docs.rs runs; show it as `text`, or run it:\n{body}"
+                );
+            }
+        }
+    }
+}
+
+/// The `[features]` names and `[[kind]]` target names of a package's Cargo.toml.
+fn manifest(package: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let dir = match package {
+        "snoozebot-examples" => "examples".to_owned(),
+        other => other.to_owned(),
+    };
+    let text = std::fs::read_to_string(root().join(dir).join("Cargo.toml"))
+        .unwrap_or_else(|_| panic!("no package {package}"));
+    let mut features = Vec::new();
+    let mut targets = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line.to_owned();
+        } else if section == "[features]" {
+            if let Some((name, _)) = line.split_once('=') {
+                if !name.trim().starts_with('#') {
+                    features.push(name.trim().to_owned());
+                }
+            }
+        } else if let Some(name) = line.strip_prefix("name = \"") {
+            let kind = section.trim_matches(|c| c == '[' || c == ']').to_owned();
+            targets.push((kind, name.trim_end_matches('"').to_owned()));
+        }
+    }
+    (features, targets)
+}
+
+#[test]
+fn commands_shown_name_what_exists() {
+    let mut checked = 0;
+    for (page, markdown) in pages() {
+        let commands: Vec<String> = blocks(&markdown)
+            .into_iter()
+            .filter(|(info, _, _)| info == "text" || info == "sh")
+            .flat_map(|(_, body, _)| body.lines().map(str::to_owned).collect::<Vec<_>>())
+            .chain(markdown.split('`').map(str::to_owned))
+            .map(|line| line.trim().to_owned())
+            .filter(|line| {
+                line.starts_with("cargo run")
+                    || line.starts_with("cargo bench")
+                    || line.starts_with("cargo build")
+            })
+            .collect();
+        for command in commands {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let value = |flag: &str| {
+                words
+                    .iter()
+                    .position(|word| *word == flag)
+                    .and_then(|at| words.get(at + 1))
+                    .map(|word| word.trim_end_matches(['`', ',', ')']))
+            };
+            let package = value("-p").unwrap_or("snoozebot-examples");
+            let (features, targets) = manifest(package);
+            if let Some(wanted) = value("--features") {
+                for feature in wanted.split(',') {
+                    assert!(
+                        features.iter().any(|f| f == feature),
+                        "{page}: `{command}`: {package} has no feature {feature}"
+                    );
+                }
+            }
+            for (flag, kind) in [
+                ("--example", "example"),
+                ("--bench", "bench"),
+                ("--bin", "bin"),
+            ] {
+                if let Some(name) = value(flag) {
+                    assert!(
+                        targets.iter().any(|(k, n)| k == kind && n == name),
+                        "{page}: `{command}`: {package} has no {kind} {name}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} commands checked");
+}
