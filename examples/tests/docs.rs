@@ -125,10 +125,10 @@ fn manifest(package: &str) -> (Vec<String>, Vec<(String, String)>) {
         if line.starts_with('[') {
             section = line.to_owned();
         } else if section == "[features]" {
-            if let Some((name, _)) = line.split_once('=') {
-                if !name.trim().starts_with('#') {
-                    features.push(name.trim().to_owned());
-                }
+            if let Some((name, _)) = line.split_once('=')
+                && !name.trim().starts_with('#')
+            {
+                features.push(name.trim().to_owned());
             }
         } else if let Some(name) = line.strip_prefix("name = \"") {
             let kind = section.trim_matches(|c| c == '[' || c == ']').to_owned();
