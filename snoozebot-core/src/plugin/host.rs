@@ -50,7 +50,7 @@ use crate::provider::{BatchResults, CloudProvider};
 
 /// Environment variables a plugin inherits from the host by default; everything else is
 /// cleared. Add a cloud's own (`AWS_*`, `GOOGLE_*`, `AZURE_*`) with
-/// [`PluginConfig::inherit_env`].
+/// [`PluginConfig::inherit`].
 pub const DEFAULT_INHERITED_ENV: &[&str] = &[
     "PATH",
     "HOME",
