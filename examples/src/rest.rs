@@ -19,6 +19,38 @@ pub struct RestServer {
     pub admin_key: String,
 }
 
+/// A router served on a free 127.0.0.1 port until [`stop`](Loopback::stop).
+#[derive(Debug)]
+pub struct Loopback {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Loopback {
+    /// Serves `router`.
+    pub async fn start(router: axum::Router) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(http::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base,
+            stop,
+            serving,
+        })
+    }
+
+    /// Stops it gracefully and waits until it has.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.serving.await.map_err(std::io::Error::other)?
+    }
+}
+
 /// Builds the server: `mock` (a 20-instance in-memory fleet) registered and loaded, the
 /// plugins in `plugin_dir` discoverable, keys from `keys` plus one generated admin key.
 pub async fn build(plugin_dir: Option<PathBuf>, mut keys: ApiKeys) -> Result<RestServer> {

@@ -35,16 +35,10 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     let server = snoozebot_examples::rest::build(None, ApiKeys::new())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(snoozebot_core::http::serve(
-        listener,
-        server.router,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let loopback = snoozebot_examples::rest::Loopback::start(server.router)
+        .await
+        .unwrap();
+    let base = loopback.base.clone();
 
     let guide =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rest-api.md"))
@@ -83,7 +77,6 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
             );
         }
     }
-    stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    loopback.stop().await.unwrap();
     server.manager.shutdown().await;
 }

@@ -35,16 +35,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let server = snoozebot_examples::rest::build(None, ApiKeys::new())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(snoozebot_core::http::serve(
-        listener,
-        server.router,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let loopback = snoozebot_examples::rest::Loopback::start(server.router)
+        .await
+        .unwrap();
+    let base = loopback.base.clone();
 
     let key = server.admin_key.clone();
     let schema = format!("{base}/api/openapi.json");
@@ -78,8 +72,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     })
     .await
     .unwrap();
-    stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    loopback.stop().await.unwrap();
     server.manager.shutdown().await;
 
     let report = String::from_utf8_lossy(&output.stdout);

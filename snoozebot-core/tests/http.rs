@@ -103,6 +103,24 @@ impl Api {
     }
 }
 
+/// Serves `router` on a free 127.0.0.1 port: its base URL, the signal that stops it
+/// gracefully, and the server's task.
+async fn serve_on_loopback(
+    router: axum::Router,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+    (base, stop, server)
+}
+
 /// Every operation of the document: method, path template, role needed (None: public).
 /// Unloading comes last, so that the routes after it still find the provider loaded.
 fn operations() -> Vec<(Method, String, Option<Role>)> {
@@ -722,14 +740,8 @@ async fn slow_requests_time_out_and_excess_ones_are_shed() {
 async fn over_a_real_socket_with_x_api_key_and_graceful_shutdown() {
     let api = Api::new().await;
     api.fleet.set_latency(Duration::from_millis(300));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, api.router.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (base, stop, server) = serve_on_loopback(api.router.clone()).await;
     let client = reqwest::Client::new();
-    let base = format!("http://{address}");
 
     let response = client
         .get(format!("{base}/api/plugins"))
@@ -795,12 +807,7 @@ async fn over_socket(
 #[tokio::test]
 async fn over_a_real_socket_the_auth_table_and_malformed_bodies_hold() {
     let api = Api::with_options(HttpOptions::default().with_body_limit(2048)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, api.router.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (base, stop, server) = serve_on_loopback(api.router.clone()).await;
     let client = reqwest::Client::new();
     for (method, path, role) in operations() {
         let url = format!("{base}{}", concrete(&path));

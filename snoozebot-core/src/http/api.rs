@@ -315,13 +315,13 @@ pub(crate) async fn unload(
     path = "/api/plugins/{name}",
     tag = TAG_PLUGINS,
     summary = "One loaded provider",
-    params(("name" = String, Path, description = "The provider's name")),
+    params(ProviderPath),
     responses((status = 200, description = "The provider", body = LoadedProvider)),
     security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
 )]
 pub(crate) async fn get_plugin(
     State(state): State<AppState>,
-    PathParams(name): PathParams<String>,
+    PathParams(ProviderPath { name }): PathParams<ProviderPath>,
 ) -> ApiResult<LoadedProvider> {
     loaded(&state, &name).await.map(Json)
 }
@@ -336,6 +336,24 @@ fn provider(state: &AppState, name: &str) -> Result<(Arc<dyn CloudProvider>, Cal
 
 fn instance_id(id: &str) -> Result<InstanceId, ApiError> {
     InstanceId::new(id).map_err(ApiError::from)
+}
+
+/// The path of a provider's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ProviderPath {
+    /// The provider's name.
+    name: String,
+}
+
+/// The path of one instance's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct InstancePath {
+    /// The provider's name.
+    name: String,
+    /// The instance id; percent-encode `/` (GCE `project/zone/name`, Azure resource ids).
+    id: String,
 }
 
 /// A page of instances.
@@ -406,7 +424,7 @@ fn instance_query(
     summary = "The provider's instances, filtered and paged",
     description = "Pages are ordered by id; `page_token` continues after the last id of the previous page, so instances added or removed meanwhile do not shift the pages.",
     params(
-        ("name" = String, Path, description = "The provider's name"),
+        ProviderPath,
         ("tag" = Option<Vec<String>>, Query, description = "KEY=VALUE; repeat for several, all must match", pattern = "^[^=]+=.*$"),
         ("state" = Option<Vec<InstanceState>>, Query, description = "Any of these states; repeat for several"),
         ("name_prefix" = Option<String>, Query, description = "Only names starting with this"),
@@ -418,7 +436,7 @@ fn instance_query(
 )]
 pub(crate) async fn list_instances(
     State(state): State<AppState>,
-    PathParams(name): PathParams<String>,
+    PathParams(ProviderPath { name }): PathParams<ProviderPath>,
     QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> ApiResult<InstancePage> {
     let (filter, page_size, after) = instance_query(pairs, state.limits)?;
@@ -445,16 +463,13 @@ pub(crate) async fn list_instances(
     path = "/api/providers/{name}/instances/{id}",
     tag = TAG_INSTANCES,
     summary = "One instance",
-    params(
-        ("name" = String, Path, description = "The provider's name"),
-        ("id" = String, Path, description = "The instance id; percent-encode `/` (GCE and Azure ids)"),
-    ),
+    params(InstancePath),
     responses((status = 200, description = "The instance", body = InstanceInfo)),
     security(("bearer" = ["reader"]), ("api_key" = ["reader"])),
 )]
 pub(crate) async fn get_instance(
     State(state): State<AppState>,
-    PathParams((name, id)): PathParams<(String, String)>,
+    PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<InstanceInfo> {
     let id = instance_id(&id)?;
     let (provider, _call) = provider(&state, &name)?;
@@ -498,17 +513,14 @@ impl StopRequest {
     path = "/api/providers/{name}/instances/{id}/stop",
     tag = TAG_INSTANCES,
     summary = "Stops one instance",
-    params(
-        ("name" = String, Path, description = "The provider's name"),
-        ("id" = String, Path, description = "The instance id; percent-encode `/`"),
-    ),
+    params(InstancePath),
     request_body(content = Option<StopRequest>, description = "Optional; defaults to the provider's default stop"),
     responses((status = 200, description = "What changed", body = StateChange)),
     security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
 )]
 pub(crate) async fn stop_instance(
     State(state): State<AppState>,
-    PathParams((name, id)): PathParams<(String, String)>,
+    PathParams(InstancePath { name, id }): PathParams<InstancePath>,
     OptionalBody(request): OptionalBody<StopRequest>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
@@ -522,16 +534,13 @@ pub(crate) async fn stop_instance(
     path = "/api/providers/{name}/instances/{id}/start",
     tag = TAG_INSTANCES,
     summary = "Starts one instance",
-    params(
-        ("name" = String, Path, description = "The provider's name"),
-        ("id" = String, Path, description = "The instance id; percent-encode `/`"),
-    ),
+    params(InstancePath),
     responses((status = 200, description = "What changed", body = StateChange)),
     security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
 )]
 pub(crate) async fn start_instance(
     State(state): State<AppState>,
-    PathParams((name, id)): PathParams<(String, String)>,
+    PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
     let (provider, _call) = provider(&state, &name)?;
@@ -648,14 +657,14 @@ where
     path = "/api/providers/{name}/instances/stop",
     tag = TAG_INSTANCES,
     summary = "Stops several instances; one result per id",
-    params(("name" = String, Path, description = "The provider's name")),
+    params(ProviderPath),
     request_body = BatchStopRequest,
     responses((status = 200, description = "One result per id, in order", body = BatchResponse)),
     security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
 )]
 pub(crate) async fn stop_instances(
     State(state): State<AppState>,
-    PathParams(name): PathParams<String>,
+    PathParams(ProviderPath { name }): PathParams<ProviderPath>,
     Body(request): Body<BatchStopRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
@@ -681,14 +690,14 @@ pub(crate) async fn stop_instances(
     path = "/api/providers/{name}/instances/start",
     tag = TAG_INSTANCES,
     summary = "Starts several instances; one result per id",
-    params(("name" = String, Path, description = "The provider's name")),
+    params(ProviderPath),
     request_body = BatchStartRequest,
     responses((status = 200, description = "One result per id, in order", body = BatchResponse)),
     security(("bearer" = ["operator"]), ("api_key" = ["operator"])),
 )]
 pub(crate) async fn start_instances(
     State(state): State<AppState>,
-    PathParams(name): PathParams<String>,
+    PathParams(ProviderPath { name }): PathParams<ProviderPath>,
     Body(request): Body<BatchStartRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
