@@ -42,8 +42,12 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
 
     let key = server.admin_key.clone();
     let schema = format!("{base}/api/openapi.json");
+    // schemathesis keeps a cache in its working directory: give it one of its own.
+    let scratch = tempfile::tempdir().unwrap();
+    let workdir = scratch.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(tool)
+            .current_dir(workdir)
             .args(["run", &schema])
             .args(["--header", &format!("Authorization: Bearer {key}")])
             .args([
