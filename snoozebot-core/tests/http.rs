@@ -103,6 +103,15 @@ impl Api {
     }
 }
 
+/// Starts a reader's `GET` of `uri` in the background (to have a call in flight).
+fn spawn_reader_get(
+    api: &Arc<Api>,
+    uri: &'static str,
+) -> tokio::task::JoinHandle<(StatusCode, axum::http::HeaderMap, Value)> {
+    let api = Arc::clone(api);
+    tokio::spawn(async move { api.call(Method::GET, uri, Some(&api.reader), None).await })
+}
+
 /// Serves `router` on a free 127.0.0.1 port: its base URL, the signal that stops it
 /// gracefully, and the server's task.
 async fn serve_on_loopback(
@@ -606,18 +615,7 @@ async fn stops_and_starts_one_and_in_batches() {
 async fn unload_refuses_to_cut_calls_in_flight_unless_forced() {
     let api = Arc::new(Api::new().await);
     api.fleet.set_latency(Duration::from_millis(500));
-    let slow = {
-        let api = Arc::clone(&api);
-        tokio::spawn(async move {
-            api.call(
-                Method::GET,
-                "/api/providers/mock/instances/mock-0001",
-                Some(&api.reader),
-                None,
-            )
-            .await
-        })
-    };
+    let slow = spawn_reader_get(&api, "/api/providers/mock/instances/mock-0001");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, _, body) = api
         .call(
@@ -707,18 +705,7 @@ async fn slow_requests_time_out_and_excess_ones_are_shed() {
         .await,
     );
     api.fleet.set_latency(Duration::from_millis(600));
-    let first = {
-        let api = Arc::clone(&api);
-        tokio::spawn(async move {
-            api.call(
-                Method::GET,
-                "/api/providers/mock/instances/mock-0001",
-                Some(&api.reader),
-                None,
-            )
-            .await
-        })
-    };
+    let first = spawn_reader_get(&api, "/api/providers/mock/instances/mock-0001");
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (status, headers, body) = api
         .call(
