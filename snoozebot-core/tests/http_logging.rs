@@ -5,32 +5,18 @@
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
 use snoozebot_core::PluginManager;
 use snoozebot_core::http::{self, ApiKeys, Role};
-use snoozebot_testkit::MockProvider;
+use snoozebot_testkit::{LogCapture, MockProvider};
 use tower::ServiceExt;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn requests_are_traced_and_keys_never_logged() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -81,7 +67,7 @@ async fn requests_are_traced_and_keys_never_logged() {
         let response = router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{method} {uri}");
     }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.contents();
     assert!(
         log.contains("/api/providers/mock/instances"),
         "requests are not traced:\n{log}"

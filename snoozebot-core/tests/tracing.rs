@@ -4,11 +4,11 @@
 //! and a test running at the same time without a subscriber could make the cached answer "no".
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use snoozebot_core::middleware::{RetryPolicy, Rng};
 use snoozebot_core::{ErrorKind, InstanceId, ProviderBuilder, RetryConfig};
-use snoozebot_testkit::{MockOperation, MockProvider};
+use snoozebot_testkit::{LogCapture, MockOperation, MockProvider};
 
 /// A jitter source that never waits.
 struct NoJitter;
@@ -23,24 +23,9 @@ fn id(s: &str) -> InstanceId {
     InstanceId::new(s).unwrap()
 }
 
-/// A `tracing` writer that keeps what was written.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -60,7 +45,7 @@ async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
     let err = provider.get_instance(&id("mock-0404")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let output = captured.contents();
     let closes: Vec<&str> = output
         .lines()
         .filter(|line| line.contains("close"))

@@ -3,6 +3,7 @@
 //! - [`MockProvider`]: an in-memory fleet with a real state machine, scripted faults, added
 //!   latency and a call log — the provider the examples run on;
 //! - [`MockCloudProvider`]: a [`mockall`] mock of the trait, for expectation-style tests;
+//! - [`LogCapture`]: a writer that keeps what a `tracing` subscriber logs, to assert on logs;
 //! - [`conformance`]: the suite every provider must pass.
 //!
 //! ```
@@ -34,6 +35,7 @@
 #[cfg(feature = "arm-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "arm-fake")))]
 pub mod arm;
+mod capture;
 pub mod conformance;
 #[cfg(feature = "gce-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]
@@ -42,6 +44,7 @@ pub mod gce;
 mod loopback;
 mod mock;
 
+pub use capture::LogCapture;
 pub use mock::{
     MOCK_ID_PREFIX, MockCall, MockInstance, MockOperation, MockProvider, MockProviderBuilder,
 };

@@ -6,27 +6,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use snoozebot_core::plugin::{PluginClient, PluginConfig};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use snoozebot_testkit::LogCapture;
 
 #[tokio::test]
 async fn plugin_stderr_is_forwarded_into_tracing_with_its_level() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -44,7 +30,7 @@ async fn plugin_stderr_is_forwarded_into_tracing_with_its_level() {
     .unwrap();
     client.shutdown().await;
 
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let output = captured.contents();
     let line = output
         .lines()
         .find(|line| line.contains("mock fleet ready"))
