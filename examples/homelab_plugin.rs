@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use snoozebot_examples::homelab::HomelabProvider;
 
 fn main() -> ExitCode {
-    snoozebot_core::plugin::init_logging();
+    snoozebot_plugin::init_logging();
     let url = std::env::var("HOMELAB_URL").unwrap_or_else(|_| "http://127.0.0.1:8000".to_owned());
     match HomelabProvider::new(url) {
-        Ok(provider) => snoozebot_core::plugin::serve(provider),
+        Ok(provider) => snoozebot_plugin::serve(provider),
         Err(error) => {
             eprintln!("homelab plugin: {error}");
             ExitCode::FAILURE

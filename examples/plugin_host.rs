@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use snoozebot_core::plugin::PluginConfig;
 use snoozebot_core::{
     CloudProvider, CloudProviderExt, InstanceFilter, InstanceState, PluginManager, StopOptions,
 };
+use snoozebot_plugin::{PluginConfig, PluginDirectory};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -40,11 +40,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
 
     let manager = PluginManager::new();
-    manager.add_plugin_dir(&plugin_dir);
-    manager.set_default_plugin_config(
-        PluginConfig::default()
-            .with_start_timeout(Duration::from_secs(5))
-            .with_env("SNOOZEBOT_MOCK_TRANSITION_MS", "200"),
+    manager.add_source(
+        PluginDirectory::new(&plugin_dir).with_default_config(
+            PluginConfig::default()
+                .with_start_timeout(Duration::from_secs(5))
+                .with_env("SNOOZEBOT_MOCK_TRANSITION_MS", "200"),
+        ),
     );
 
     println!("plugins in {}:", plugin_dir.display());

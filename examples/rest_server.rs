@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use snoozebot_core::http::{self, ApiKeys};
+use snoozebot_rest::ApiKeys;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.admin_key
     );
     let manager = server.manager;
-    http::serve(listener, server.router, async {
+    snoozebot_rest::serve(listener, server.router, async {
         let _ = tokio::signal::ctrl_c().await;
         println!("stopping: finishing the requests in flight");
     })

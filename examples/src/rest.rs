@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use snoozebot_core::http::{self, ApiKeys, HttpOptions, Role};
 use snoozebot_core::{PluginManager, Result};
+use snoozebot_rest::{ApiKeys, HttpOptions, Role};
 use snoozebot_testkit::MockProvider;
 
 /// A running REST server's parts.
@@ -34,7 +34,7 @@ impl Loopback {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(http::serve(listener, router, async {
+        let serving = tokio::spawn(snoozebot_rest::serve(listener, router, async {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -58,10 +58,10 @@ pub async fn build(plugin_dir: Option<PathBuf>, mut keys: ApiKeys) -> Result<Res
     manager.register("mock", || async { Ok(MockProvider::fleet(20)) })?;
     manager.load("mock").await?;
     if let Some(dir) = plugin_dir {
-        manager.add_plugin_dir(dir);
+        manager.add_source(snoozebot_plugin::PluginDirectory::new(dir));
     }
     let admin_key = keys.generate(Role::Admin, "generated admin key");
-    let router = http::router_with(Arc::clone(&manager), keys, HttpOptions::default());
+    let router = snoozebot_rest::router_with(Arc::clone(&manager), keys, HttpOptions::default());
     Ok(RestServer {
         router,
         manager,

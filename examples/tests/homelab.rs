@@ -51,7 +51,7 @@ async fn conformance_in_the_middleware() {
 #[cfg(feature = "plugin")]
 #[tokio::test]
 async fn conformance_as_a_plugin() {
-    use snoozebot_core::plugin::{PluginClient, PluginConfig};
+    use snoozebot_plugin::{PluginClient, PluginConfig};
     // Examples are built beside the test binaries: target/debug/examples/.
     let plugin = std::env::current_exe()
         .unwrap()

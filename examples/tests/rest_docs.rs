@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use snoozebot_core::http::ApiKeys;
+use snoozebot_rest::ApiKeys;
 
 fn shell_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();

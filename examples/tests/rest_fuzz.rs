@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use snoozebot_core::http::ApiKeys;
+use snoozebot_rest::ApiKeys;
 
 fn schemathesis() -> PathBuf {
     let path = PathBuf::from(concat!(

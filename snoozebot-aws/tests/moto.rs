@@ -68,7 +68,7 @@ async fn conformance_on_moto_through_the_middleware() {
 #[cfg(feature = "plugin")]
 #[tokio::test]
 async fn conformance_on_moto_through_the_plugin() {
-    use snoozebot_core::plugin::{PluginClient, PluginConfig};
+    use snoozebot_plugin::{PluginClient, PluginConfig};
     let moto = Moto::start();
     let fixture = seeded_fixture(&moto).await;
     let config = PluginConfig::default()

@@ -79,7 +79,7 @@ async fn conformance_through_the_middleware() {
 #[cfg(feature = "plugin")]
 #[tokio::test]
 async fn conformance_through_the_plugin() {
-    use snoozebot_core::plugin::{PluginClient, PluginConfig};
+    use snoozebot_plugin::{PluginClient, PluginConfig};
     let fake = fleet().await;
     let config = PluginConfig::default()
         .with_env("SNOOZEBOT_AZURE_SUBSCRIPTION", SUB)

@@ -41,9 +41,14 @@
 //!   the testkit's `MockProvider`, with waiters from [`CloudProviderExt`];
 //! - [`middleware`]: retry with backoff and a budget, timeouts, concurrency and rate limits and
 //!   tracing as tower layers, assembled by [`ProviderBuilder`];
-//! - [`PluginManager`]: registers, loads and unloads providers by name;
-//! - with the `plugin` feature, `plugin`: out-of-process providers, wire-compatible with
-//!   HashiCorp go-plugin; with `http`, `http`: a REST API over the manager.
+//! - [`PluginManager`]: registers, loads and unloads providers by name, from in-process
+//!   factories and [`ProviderSource`](manager::ProviderSource)s, each inside a
+//!   [`ProviderStack`], with a lease per call.
+//!
+//! Around it: `snoozebot-plugin` (providers as plugin executables, wire-compatible with
+//! HashiCorp go-plugin), `snoozebot-rest` (a REST API over the manager), the clouds
+//! (`snoozebot-aws`, `snoozebot-gcp`, `snoozebot-azure`) and `snoozebot-testkit`. The one
+//! feature, `openapi`, derives `utoipa` schemas for the model, for `snoozebot-rest`'s document.
 //!
 //! Without a cloud account, try the testkit's `MockProvider` (an in-memory fleet) and the
 //! examples: `cargo run --example quickstart`.
@@ -52,27 +57,21 @@
 #![deny(missing_docs)]
 
 mod error;
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub mod http;
 pub mod manager;
 pub mod middleware;
 mod model;
-#[cfg(feature = "plugin")]
-#[cfg_attr(docsrs, doc(cfg(feature = "plugin")))]
-pub mod plugin;
 mod provider;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{PluginManager, ProviderKind};
-pub use middleware::{BudgetConfig, ProviderBuilder, RateLimiter, RetryConfig};
+pub use middleware::{BudgetConfig, ProviderBuilder, ProviderStack, RateLimiter, RetryConfig};
 pub use model::{
     Capabilities, InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo,
     StateChange, StopMode, StopOptions,
 };
 pub use provider::{
-    BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY,
-    WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL,
+    BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health,
+    WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, each_id_fails,
 };
 
 /// Re-exported so providers implement [`CloudProvider`] with the same macro version.

@@ -1,7 +1,8 @@
 //! The portable model every provider speaks: instance ids, states, instance descriptions, stop
 //! options, state changes, filters and provider descriptions.
 //!
-//! The JSON shapes of these types are stable: they travel over the REST API and the plugin wire.
+//! The JSON shapes of these types are stable: they travel over the REST API (the plugin wire
+//! carries them as protobuf, through `snoozebot-plugin`'s converters).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,8 +35,8 @@ use crate::error::{Error, Result};
 /// [`ErrorKind::InvalidArgument`]: crate::ErrorKind::InvalidArgument
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "http", schema(value_type = String, example = "i-0123456789abcdef0"))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, example = "i-0123456789abcdef0"))]
 pub struct InstanceId(String);
 
 impl InstanceId {
@@ -134,7 +135,7 @@ impl From<InstanceId> for String {
 /// beside it in [`InstanceInfo::raw_state`]. Serialized as `snake_case` strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InstanceState {
     /// Being created or started (EC2 `pending`, GCE `PROVISIONING`/`STAGING`, Azure `starting`).
     Pending,
@@ -240,7 +241,7 @@ impl FromStr for InstanceState {
 /// Build one with [`InstanceInfo::new`] and set the optional fields directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceInfo {
     /// The instance id, in the form the provider accepts back.
     pub id: InstanceId,
@@ -297,7 +298,7 @@ impl InstanceInfo {
 /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) for the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StopMode {
     /// Shut down; disks are kept. On Azure this is `powerOff`, which **keeps compute billing**;
     /// use [`Deallocate`](StopMode::Deallocate) there to stop paying for compute.
@@ -350,7 +351,7 @@ impl fmt::Display for StopMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StopOptions {
     /// The stop mode; `None` means the provider's default, which ends compute billing.
     pub mode: Option<StopMode>,
@@ -397,7 +398,7 @@ impl StopOptions {
 /// [`CloudProviderExt::wait_for_state`](crate::CloudProviderExt::wait_for_state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateChange {
     /// The instance.
     pub id: InstanceId,
@@ -505,7 +506,7 @@ impl InstanceFilter {
 /// What a provider can do, so callers can ask instead of guessing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     /// The stop modes the provider accepts; any other answers `Unsupported`.
     pub stop_modes: Vec<StopMode>,
@@ -564,7 +565,7 @@ impl Capabilities {
 /// Who a provider is and what it can do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderInfo {
     /// The provider's name (`aws`, `gcp`, `azure`, `mock`).
     pub name: String,

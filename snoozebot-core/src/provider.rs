@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -18,6 +19,29 @@ pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
 
 /// One result per id of a batch call, in the order the ids were given.
 pub type BatchResults = Vec<(InstanceId, Result<StateChange>)>;
+
+/// The results of a batch that failed as a whole (a timeout, an unloaded provider, a refused
+/// request): `error` for each id, in order.
+pub fn each_id_fails(ids: &[InstanceId], error: &Error) -> BatchResults {
+    ids.iter()
+        .map(|id| (id.clone(), Err(error.clone())))
+        .collect()
+}
+
+/// Whether a provider can take calls now, as [`CloudProvider::health`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Health {
+    /// Ready for calls.
+    Serving,
+    /// Loaded but not answering.
+    NotServing {
+        /// Why.
+        reason: String,
+    },
+}
 
 /// A cloud that can list, stop and start instances.
 ///
@@ -77,6 +101,17 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug {
             .collect()
             .await
     }
+
+    /// Whether the provider can take calls now. The default is [`Health::Serving`]; a provider
+    /// with something behind it that can fail on its own (a plugin process) asks it.
+    async fn health(&self) -> Health {
+        Health::Serving
+    }
+
+    /// Releases what the provider holds (a plugin process, connections) before it is dropped;
+    /// calls afterwards may fail. The default does nothing. A
+    /// [`PluginManager`](crate::PluginManager) calls it on unload.
+    async fn close(&self) {}
 }
 
 /// A shared provider is a provider: `Arc<dyn CloudProvider>` is what builders and managers
@@ -109,6 +144,14 @@ impl<P: CloudProvider + ?Sized> CloudProvider for Arc<P> {
 
     async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
         (**self).start_instances(ids).await
+    }
+
+    async fn health(&self) -> Health {
+        (**self).health().await
+    }
+
+    async fn close(&self) {
+        (**self).close().await
     }
 }
 

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use snoozebot_core::manager::{Health, LoadOptions};
-use snoozebot_core::{Error, ErrorKind, PluginManager, ProviderKind};
-use snoozebot_testkit::MockProvider;
+use snoozebot_core::manager::{Candidate, LoadOptions, ProviderSource};
+use snoozebot_core::{
+    Error, ErrorKind, Health, InstanceId, PluginManager, ProviderKind, ProviderStack,
+};
+use snoozebot_testkit::{MockOperation, MockProvider};
 use tokio::time::Instant;
 
 /// A factory that counts its builds and takes `build_time` (tokio time) for each.
@@ -194,4 +196,174 @@ async fn discover_list_unload_and_reload() {
 
     manager.shutdown().await;
     assert!(manager.list().await.is_empty());
+}
+
+/// Registers `fleet` (shared, so the test can script it) as `mock`.
+fn manager_with(fleet: &MockProvider, stack: ProviderStack) -> Arc<PluginManager> {
+    let manager = Arc::new(PluginManager::new().with_stack(stack));
+    let registered = fleet.clone();
+    manager
+        .register("mock", move || {
+            let fleet = registered.clone();
+            async move { Ok(fleet) }
+        })
+        .unwrap();
+    manager
+}
+
+async fn until_in_flight(manager: &PluginManager, calls: usize) {
+    while manager.in_flight("mock") != calls {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_the_manager_loads_goes_through_its_stack() {
+    let fleet = MockProvider::fleet(2);
+    // The default stack retries: a throttled call is tried again and answers.
+    let manager = manager_with(&fleet, ProviderStack::recommended());
+    let provider = manager.load("mock").await.unwrap();
+    fleet.fail_next_with(
+        MockOperation::Get,
+        2,
+        Error::new(ErrorKind::Throttled, "Rate exceeded"),
+    );
+    let id = InstanceId::new("mock-0001").unwrap();
+    assert_eq!(provider.get_instance(&id).await.unwrap().id, id);
+
+    // A bare stack hands the failure through as it is.
+    let fleet = MockProvider::fleet(2);
+    let manager = manager_with(&fleet, ProviderStack::new());
+    let provider = manager.load("mock").await.unwrap();
+    fleet.fail_next_with(
+        MockOperation::Get,
+        1,
+        Error::new(ErrorKind::Throttled, "Rate exceeded"),
+    );
+    let err = provider.get_instance(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Throttled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unload_refuses_while_a_rust_caller_has_a_call_in_flight() {
+    let fleet = MockProvider::fleet(2);
+    fleet.set_latency(Duration::from_secs(10));
+    let manager = manager_with(&fleet, ProviderStack::new());
+    let provider = manager.load("mock").await.unwrap();
+    let id = InstanceId::new("mock-0001").unwrap();
+
+    let call = tokio::spawn({
+        let (provider, id) = (Arc::clone(&provider), id.clone());
+        async move { provider.get_instance(&id).await }
+    });
+    until_in_flight(&manager, 1).await;
+    let err = manager.unload("mock").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.message().contains("1 calls in flight"), "{err}");
+    assert!(
+        manager.get("mock").is_ok(),
+        "a refused unload changes nothing"
+    );
+
+    assert!(call.await.unwrap().is_ok(), "the call in flight finishes");
+    assert_eq!(manager.in_flight("mock"), 0);
+    manager.unload("mock").await.unwrap();
+    let err = provider.get_instance(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("unloaded"), "{err}");
+
+    // Forced, it does not wait; the handle from before answers NotFound from then on.
+    let provider = manager.load("mock").await.unwrap();
+    let call = tokio::spawn({
+        let (provider, id) = (Arc::clone(&provider), id.clone());
+        async move { provider.get_instance(&id).await }
+    });
+    until_in_flight(&manager, 1).await;
+    manager.force_unload("mock").await.unwrap();
+    assert_eq!(
+        provider.get_instance(&id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    // An in-process call already under way keeps its provider until it returns.
+    assert!(call.await.unwrap().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn sources_offer_providers_after_the_registered_ones() {
+    #[derive(Debug)]
+    struct Offers(Vec<&'static str>);
+    impl ProviderSource for Offers {
+        fn discover(&self) -> futures_util::future::BoxFuture<'_, Vec<Candidate>> {
+            Box::pin(async move {
+                self.0
+                    .iter()
+                    .map(|name| match *name {
+                        "broken" => Candidate::unusable(
+                            *name,
+                            ProviderKind::Executable,
+                            "it is not executable",
+                        )
+                        .with_path(format!("/plugins/snoozebot-plugin-{name}")),
+                        _ => Candidate::loadable(*name, ProviderKind::Executable, || async {
+                            Ok(MockProvider::fleet(1))
+                        })
+                        .with_path(format!("/plugins/snoozebot-plugin-{name}")),
+                    })
+                    .collect()
+            })
+        }
+    }
+    let fleet = MockProvider::fleet(3);
+    let manager = manager_with(&fleet, ProviderStack::new());
+    manager.add_source(Offers(vec!["mock", "extra", "broken"]));
+    manager.add_source(Offers(vec!["extra"]));
+
+    let discovered = manager.discover().await.unwrap();
+    let summary: Vec<_> = discovered
+        .iter()
+        .map(|d| (d.name.as_str(), d.kind, d.problem.is_some()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("extra", ProviderKind::Executable, false),
+            ("mock", ProviderKind::InProcess, false),
+            ("mock", ProviderKind::Executable, true),
+            ("broken", ProviderKind::Executable, true),
+            // The second source's `extra` loses to the first source's.
+            ("extra", ProviderKind::Executable, true),
+        ]
+    );
+    assert!(
+        discovered[4]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("/plugins/snoozebot-plugin-extra"),
+        "{discovered:?}"
+    );
+    assert!(
+        discovered[2]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("an in-process provider"),
+        "{discovered:?}"
+    );
+    // Loading a name no one knew yet asks the sources.
+    let manager = manager_with(&fleet, ProviderStack::new());
+    manager.add_source(Offers(vec!["extra"]));
+    assert_eq!(manager.load("extra").await.unwrap().info().name, "mock");
+    // The mock fleet with the registered `mock` is untouched.
+    assert_eq!(
+        manager
+            .load("mock")
+            .await
+            .unwrap()
+            .list_instances(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }

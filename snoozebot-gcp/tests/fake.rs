@@ -231,7 +231,7 @@ async fn suspend_then_start_resumes() {
 #[cfg(feature = "plugin")]
 #[tokio::test]
 async fn conformance_through_the_plugin() {
-    use snoozebot_core::plugin::{PluginClient, PluginConfig};
+    use snoozebot_plugin::{PluginClient, PluginConfig};
     let fake = fleet().await;
     let config = PluginConfig::default()
         .with_env("SNOOZEBOT_GCP_PROJECT", "proj")

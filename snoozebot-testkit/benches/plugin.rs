@@ -21,8 +21,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use snoozebot_core::plugin::{PluginClient, PluginConfig};
 use snoozebot_core::{CloudProvider, InstanceId};
+use snoozebot_plugin::{PluginClient, PluginConfig};
 
 #[path = "../tests/go/mod.rs"]
 mod go;

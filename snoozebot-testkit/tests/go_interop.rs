@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use snoozebot_core::plugin::{PluginClient, PluginConfig};
 use snoozebot_core::{CloudProvider, InstanceId};
+use snoozebot_plugin::{PluginClient, PluginConfig};
 use snoozebot_testkit::conformance::{self, Fixture};
 
 #[path = "go/mod.rs"]
@@ -87,10 +87,7 @@ async fn our_host_loads_the_go_plugin(auto_mtls: bool) {
     .await
     .unwrap();
     assert_eq!(client.info().name, "go-fleet");
-    assert_eq!(
-        client.health().await,
-        snoozebot_core::manager::Health::Serving
-    );
+    assert_eq!(client.health().await, snoozebot_core::Health::Serving);
     conformance::run(&client, &go_fleet_fixture()).await;
     let pid = client.pid().unwrap();
     client.shutdown().await;

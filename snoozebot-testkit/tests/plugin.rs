@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use snoozebot_core::plugin::{PluginAddress, PluginClient, PluginConfig};
 use snoozebot_core::{CloudProvider, ErrorKind, InstanceFilter, InstanceId};
+use snoozebot_plugin::{PluginAddress, PluginClient, PluginConfig};
 use snoozebot_testkit::conformance::{self, Fixture};
 
 fn mock_plugin() -> &'static Path {

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use sha2::Digest;
-use snoozebot_core::plugin::{PluginClient, PluginConfig, TrustPolicy};
 use snoozebot_core::{CloudProvider, ErrorKind, InstanceFilter, InstanceId, PluginManager};
+use snoozebot_plugin::{PluginClient, PluginConfig, PluginDirectory, TrustPolicy};
 use tokio::time::Instant;
 
 fn mock_plugin() -> &'static Path {
@@ -164,7 +164,8 @@ async fn a_handshake_for_another_core_protocol_is_refused() {
     assert_no_marked_processes("core").await;
 }
 
-/// Calls until one succeeds (the plugin is back), failing fast with `Plugin` meanwhile.
+/// Calls until one succeeds (the plugin is back), failing fast meanwhile with `Unavailable`
+/// and the restart's `retry_after`, so a retry layer rides over the restart.
 async fn until_back(client: &PluginClient) -> Duration {
     let started = Instant::now();
     let id = InstanceId::new("mock-0001").unwrap();
@@ -172,7 +173,8 @@ async fn until_back(client: &PluginClient) -> Duration {
         match client.get_instance(&id).await {
             Ok(_) => return started.elapsed(),
             Err(err) => {
-                assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+                assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+                assert!(err.retry_after().is_some(), "{err}");
                 assert!(
                     started.elapsed() < Duration::from_secs(10),
                     "plugin never came back: {err}"
@@ -196,7 +198,9 @@ async fn a_plugin_that_dies_mid_call_fails_the_call_and_is_restarted() {
         .get_instance(&InstanceId::new("mock-crash").unwrap())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Plugin, "{err}");
+    // Retryable: the plugin is restarted, and the call may be sent again then.
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(50)), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the failure took {:?}",
@@ -413,8 +417,7 @@ async fn the_manager_discovers_loads_unloads_and_leaves_nothing_behind() {
     plugin_file(dir.path(), "tell-tale", TELL_TALE);
 
     let manager = PluginManager::new();
-    manager.add_plugin_dir(dir.path());
-    manager.set_default_plugin_config(marked("manager"));
+    manager.add_source(PluginDirectory::new(dir.path()).with_default_config(marked("manager")));
     let discovered = manager.discover().await.unwrap();
     let summary: Vec<_> = discovered
         .iter()
@@ -436,16 +439,18 @@ async fn the_manager_discovers_loads_unloads_and_leaves_nothing_behind() {
     assert_eq!(provider.info().name, "mock");
     let listed = manager.list().await;
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].health, snoozebot_core::manager::Health::Serving);
+    assert_eq!(listed[0].health, snoozebot_core::Health::Serving);
     assert_eq!(marked_processes("manager").len(), 1);
 
     manager.unload("mock").await.unwrap();
     assert_no_marked_processes("manager").await;
+    // A handle from before the unload answers that it was unloaded.
     let err = provider
         .list_instances(&InstanceFilter::new())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Plugin);
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("unloaded"), "{err}");
 
     let err = manager.load("folder").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use snoozebot_core::plugin::{PluginClient, PluginConfig};
+use snoozebot_plugin::{PluginClient, PluginConfig};
 use snoozebot_testkit::LogCapture;
 
 #[tokio::test]

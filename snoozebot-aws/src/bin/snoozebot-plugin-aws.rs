@@ -9,6 +9,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    snoozebot_core::plugin::init_logging();
-    snoozebot_core::plugin::serve(snoozebot_aws::AwsProviderBuilder::new().build_lazy())
+    snoozebot_plugin::init_logging();
+    snoozebot_plugin::serve(snoozebot_aws::AwsProviderBuilder::new().build_lazy())
 }

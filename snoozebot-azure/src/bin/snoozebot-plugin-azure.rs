@@ -21,7 +21,7 @@ use std::time::Duration;
 use snoozebot_azure::AzureProviderBuilder;
 
 fn main() -> ExitCode {
-    snoozebot_core::plugin::init_logging();
+    snoozebot_plugin::init_logging();
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let mut builder = AzureProviderBuilder::new();
     if let Some(subscription) = var("SNOOZEBOT_AZURE_SUBSCRIPTION") {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
     }
     match builder.build() {
-        Ok(provider) => snoozebot_core::plugin::serve(provider),
+        Ok(provider) => snoozebot_plugin::serve(provider),
         Err(error) => {
             eprintln!("snoozebot-plugin-azure: {error}");
             ExitCode::FAILURE

@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use tower::{Service, ServiceExt};
 
-pub use builder::{BoxProviderService, ProviderBuilder};
+pub use builder::{BoxProviderService, ProviderBuilder, ProviderStack};
 pub use rate_limit::{RateLimit, RateLimitLayer, RateLimiter};
 pub use retry::{BudgetConfig, RetryConfig, RetryPolicy};
 pub use timeout::{Timeout, TimeoutLayer};
@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     InstanceFilter, InstanceId, InstanceInfo, ProviderInfo, StateChange, StopOptions,
 };
-use crate::provider::{BatchResults, CloudProvider};
+use crate::provider::{BatchResults, CloudProvider, Health, each_id_fails};
 
 /// One provider call, as a request value.
 #[derive(Debug, Clone)]
@@ -248,7 +248,8 @@ impl Service<ProviderRequest> for ProviderService {
 
 /// A provider [`tower::Service`] stack as a [`CloudProvider`] again.
 ///
-/// [`CloudProvider::info`] is answered by the provider at the bottom of the stack.
+/// [`CloudProvider::info`], [`CloudProvider::health`] and [`CloudProvider::close`] go to the
+/// provider at the bottom of the stack.
 #[derive(Clone)]
 pub struct ServiceProvider {
     info_source: Arc<dyn CloudProvider>,
@@ -278,12 +279,9 @@ impl ServiceProvider {
         };
         match self.call(request).await {
             Ok(ProviderResponse::Batch(results)) => results,
-            Ok(other) => {
-                let err = unexpected_response("batch results", &other);
-                ids.into_iter().map(|id| (id, Err(err.clone()))).collect()
-            }
+            Ok(other) => each_id_fails(&ids, &unexpected_response("batch results", &other)),
             // A failure of the whole batch (a timeout, a closed plugin) is every id's failure.
-            Err(err) => ids.into_iter().map(|id| (id, Err(err.clone()))).collect(),
+            Err(err) => each_id_fails(&ids, &err),
         }
     }
 }
@@ -357,6 +355,16 @@ impl CloudProvider for ServiceProvider {
     async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
         self.call_batch(ProviderRequest::StartInstances(BatchItems::new(ids)))
             .await
+    }
+
+    /// The health of the provider at the bottom of the stack: health checks are not retried
+    /// or limited.
+    async fn health(&self) -> Health {
+        self.info_source.health().await
+    }
+
+    async fn close(&self) {
+        self.info_source.close().await
     }
 }
 

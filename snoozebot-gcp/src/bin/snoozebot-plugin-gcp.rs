@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use snoozebot_gcp::GcpProviderBuilder;
 
 fn main() -> ExitCode {
-    snoozebot_core::plugin::init_logging();
+    snoozebot_plugin::init_logging();
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let mut builder = GcpProviderBuilder::new();
     if let Some(project) = var("SNOOZEBOT_GCP_PROJECT") {
@@ -38,5 +38,5 @@ fn main() -> ExitCode {
     if var("SNOOZEBOT_GCP_ANONYMOUS").as_deref() == Some("1") {
         builder = builder.anonymous();
     }
-    snoozebot_core::plugin::serve(builder.build())
+    snoozebot_plugin::serve(builder.build())
 }

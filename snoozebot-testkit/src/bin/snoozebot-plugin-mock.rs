@@ -9,6 +9,8 @@
 //! | `SNOOZEBOT_MOCK_LATENCY_MS` | added latency of every call |
 //! | `SNOOZEBOT_MOCK_TAG_BYTES` | adds a `padding` tag of this many bytes to every instance |
 //! | `SNOOZEBOT_MOCK_BEFORE_HANDSHAKE` | misbehave first: `garbage` (stray stdout lines), `hang`, `exit`, `bad-handshake` |
+//! | `SNOOZEBOT_MOCK_THROTTLE_GETS` | the first N `get_instance` calls answer `Throttled` (retry after 20 ms) |
+//! | `SNOOZEBOT_MOCK_CRASH_ONCE` | a file path: the first `get_instance` while it does not exist creates it and aborts mid-call (so the restarted plugin answers) |
 //!
 //! `get_instance` of `mock-crash` aborts the process mid-call.
 
@@ -16,10 +18,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use snoozebot_core::{
-    BatchResults, CloudProvider, InstanceFilter, InstanceId, InstanceInfo, ProviderInfo, Result,
-    StateChange, StopOptions, async_trait,
+    BatchResults, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
+    ProviderInfo, Result, StateChange, StopOptions, async_trait,
 };
-use snoozebot_testkit::{MockInstance, MockProvider};
+use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 
 fn env_number(name: &str) -> Option<u64> {
     std::env::var(name)
@@ -40,6 +42,12 @@ impl CloudProvider for CrashableFleet {
     async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
         if id.as_str() == "mock-crash" {
             eprintln!("[ERROR] asked for mock-crash: aborting mid-call");
+            std::process::abort();
+        }
+        if let Some(marker) = std::env::var_os("SNOOZEBOT_MOCK_CRASH_ONCE")
+            && std::fs::File::create_new(&marker).is_ok()
+        {
+            eprintln!("[ERROR] crashing once, mid-call");
             std::process::abort();
         }
         self.0.get_instance(id).await
@@ -67,7 +75,7 @@ impl CloudProvider for CrashableFleet {
 }
 
 fn main() -> ExitCode {
-    snoozebot_core::plugin::init_logging();
+    snoozebot_plugin::init_logging();
     match std::env::var("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE").as_deref() {
         Ok("garbage") => {
             println!("Starting mock plugin...");
@@ -109,10 +117,15 @@ fn main() -> ExitCode {
     if let Some(latency) = env_number("SNOOZEBOT_MOCK_LATENCY_MS") {
         fleet.set_latency(Duration::from_millis(latency));
     }
+    if let Some(times) = env_number("SNOOZEBOT_MOCK_THROTTLE_GETS") {
+        let throttled = Error::new(ErrorKind::Throttled, "Rate exceeded")
+            .with_retry_after(Duration::from_millis(20));
+        fleet.fail_next_with(MockOperation::Get, times as usize, throttled);
+    }
     let provider = CrashableFleet(fleet);
     tracing::warn!(
         instances = count,
         "mock fleet ready (a warning, so hosts can check levels)"
     );
-    snoozebot_core::plugin::serve(provider)
+    snoozebot_plugin::serve(provider)
 }

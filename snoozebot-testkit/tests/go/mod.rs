@@ -63,7 +63,7 @@ pub fn go_programs() -> &'static GoPrograms {
         run(
             Command::new("protoc")
                 .arg("-I")
-                .arg(manifest.join("../snoozebot-core/proto"))
+                .arg(manifest.join("../snoozebot-plugin/proto"))
                 .arg(format!("--go_out={}", src.display()))
                 .arg(format!("--go-grpc_out={}", src.display()))
                 .arg("snoozebot/plugin/v1/cloud_provider.proto"),

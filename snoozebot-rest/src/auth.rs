@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use snoozebot_core::{Error, Result};
 
 /// What a key may do. Each role may also do everything the roles before it may.
 #[derive(
@@ -85,7 +85,7 @@ struct StoredKey {
 /// The API keys a router accepts.
 ///
 /// ```
-/// use snoozebot_core::http::{ApiKeys, Role};
+/// use snoozebot_rest::{ApiKeys, Role};
 ///
 /// let mut keys = ApiKeys::new();
 /// let secret = keys.generate(Role::Operator, "ops-dashboard");
@@ -179,7 +179,7 @@ impl ApiKeys {
     }
 
     /// Reads a keys file's text: one key a line, `ROLE SHA256-HEX [LABEL]`; blank lines and
-    /// `#` comments are skipped. Any other line is a [`Config`](crate::ErrorKind::Config)
+    /// `#` comments are skipped. Any other line is a [`Config`](snoozebot_core::ErrorKind::Config)
     /// error naming its line number (never its content, which might be a pasted secret).
     pub fn parse(text: &str) -> Result<Self> {
         let mut keys = ApiKeys::new();
@@ -290,7 +290,7 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use snoozebot_core::ErrorKind;
 
     #[test]
     fn roles_are_ordered_and_named() {

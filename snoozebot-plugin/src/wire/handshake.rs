@@ -14,7 +14,7 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
-use crate::error::{Error, ErrorKind, Result};
+use snoozebot_core::{Error, ErrorKind, Result};
 
 /// The environment variable that must hold [`MAGIC_COOKIE_VALUE`] for a plugin to start.
 ///

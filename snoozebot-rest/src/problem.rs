@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind};
+use snoozebot_core::{Error, ErrorKind};
 
 /// The media type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -59,7 +59,8 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Unauthenticated | ErrorKind::Plugin => StatusCode::BAD_GATEWAY,
-        ErrorKind::Config | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        // Config, Internal, and any kind added later.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -76,7 +77,7 @@ fn title_for(kind: ErrorKind) -> &'static str {
         ErrorKind::Unsupported => "Unsupported",
         ErrorKind::Plugin => "Plugin failure",
         ErrorKind::Config => "Configuration error",
-        ErrorKind::Internal => "Internal error",
+        _ => "Internal error",
     }
 }
 

@@ -2,7 +2,6 @@
 //! not a refused one, not one in `X-API-Key`.
 //!
 //! A binary of its own: `tracing` caches per call site whether anyone listens.
-#![cfg(feature = "http")]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use snoozebot_core::PluginManager;
-use snoozebot_core::http::{self, ApiKeys, Role};
+use snoozebot_rest::{ApiKeys, Role};
 use snoozebot_testkit::{LogCapture, MockProvider};
 use tower::ServiceExt;
 
@@ -32,7 +31,7 @@ async fn requests_are_traced_and_keys_never_logged() {
     manager.load("mock").await.unwrap();
     let mut keys = ApiKeys::new();
     let reader = keys.generate(Role::Reader, "dashboard");
-    let router = http::router(manager, keys);
+    let router = snoozebot_rest::router(manager, keys);
     let wrong = "sbk_this-key-is-wrong-and-must-not-be-logged";
     for (method, header, key, uri, status) in [
         (

@@ -1,18 +1,20 @@
-//! The REST API (feature `http`): an axum [`Router`] for plugins and instances that a service
-//! mounts in its own app, with API keys and roles, RFC 9457 problem answers and an OpenAPI 3.1
-//! document generated from the handlers.
+//! The Snoozebot REST API: an axum [`Router`] for plugins and instances that a service mounts
+//! in its own app, with API keys and roles, RFC 9457 problem answers and an OpenAPI 3.1
+//! document generated from the handlers. Every call goes through the
+//! [`PluginManager`], so it is retried, traced and leased as
+//! the manager's [`ProviderStack`] says.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use snoozebot_core::PluginManager;
-//! use snoozebot_core::http::{self, ApiKeys, Role};
+//! use snoozebot_rest::{ApiKeys, Role};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = Arc::new(PluginManager::new());
 //! let mut keys = ApiKeys::from_file("/etc/snoozebot/api-keys")?; // `ROLE SHA256 [LABEL]` lines
-//! let app = http::router(manager, keys);
+//! let app = snoozebot_rest::router(manager, keys);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! http::serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! snoozebot_rest::serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -35,7 +37,12 @@
 //! once are problems too, never a dropped connection. Requests are traced (tower-http) without
 //! their keys.
 //!
-//! [`ErrorKind`]: crate::ErrorKind
+//! [`ErrorKind`]: snoozebot_core::ErrorKind
+//! [`ProviderStack`]: snoozebot_core::ProviderStack
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod api;
 mod auth;
@@ -63,10 +70,10 @@ use utoipa_axum::routes;
 pub use auth::{ApiKeys, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
 
-use crate::error::ErrorKind;
-use crate::manager::PluginManager;
-use api::{AppState, Caller, InFlight, Limits};
+use api::{AppState, Caller, Limits};
 use problem::ApiError;
+use snoozebot_core::ErrorKind;
+use snoozebot_core::manager::PluginManager;
 
 /// The header a key may also be sent in, instead of `Authorization: Bearer`.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -385,7 +392,7 @@ async fn limit_and_time(
     next: Next,
 ) -> Response {
     let Ok(_permit) = permits.try_acquire() else {
-        let error = crate::Error::new(
+        let error = snoozebot_core::Error::new(
             ErrorKind::Unavailable,
             "too many requests at once; try again shortly",
         )
@@ -394,7 +401,7 @@ async fn limit_and_time(
     };
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::from(crate::Error::new(
+        Err(_) => ApiError::from(snoozebot_core::Error::new(
             ErrorKind::Timeout,
             format!("the request ran past its time limit of {timeout:?}"),
         ))
@@ -464,7 +471,6 @@ pub fn router_with(manager: Arc<PluginManager>, keys: ApiKeys, options: HttpOpti
     let state = AppState {
         manager,
         document,
-        in_flight: Arc::new(InFlight::default()),
         limits: Limits {
             default_page_size: options
                 .default_page_size

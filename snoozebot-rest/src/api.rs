@@ -3,8 +3,7 @@
 //! Each handler's `security` names the role it needs; the router reads the roles back from the
 //! generated document, so what the document says is what is enforced.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -16,61 +15,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Role;
 use super::problem::{ApiError, Body, OptionalBody, PathParams, Problem, QueryParams};
-use crate::error::{Error, ErrorKind};
-use crate::manager::{DiscoveredProvider, LoadOptions, LoadedProvider, PluginManager};
-use crate::model::{
+use snoozebot_core::CloudProvider;
+use snoozebot_core::manager::{DiscoveredProvider, LoadOptions, LoadedProvider, PluginManager};
+use snoozebot_core::{Error, ErrorKind};
+use snoozebot_core::{
     InstanceFilter, InstanceId, InstanceInfo, InstanceState, StateChange, StopMode, StopOptions,
 };
-use crate::provider::CloudProvider;
 
 /// Who is calling, as the auth layer found: put in the request's extensions.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) role: Option<Role>,
-}
-
-/// Calls in flight per provider, so that an unload without `force` can refuse to cut them.
-#[derive(Debug, Default)]
-pub(crate) struct InFlight {
-    counts: Mutex<HashMap<String, usize>>,
-}
-
-/// Counts one call while it lives.
-pub(crate) struct CallGuard {
-    in_flight: Arc<InFlight>,
-    name: String,
-}
-
-impl InFlight {
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn enter(self: &Arc<Self>, name: &str) -> CallGuard {
-        *self.counts().entry(name.to_owned()).or_default() += 1;
-        CallGuard {
-            in_flight: Arc::clone(self),
-            name: name.to_owned(),
-        }
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.counts().get(name).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        let mut counts = self.in_flight.counts();
-        if let Some(count) = counts.get_mut(&self.name) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.name);
-            }
-        }
-    }
 }
 
 /// What every handler shares.
@@ -79,7 +34,6 @@ pub(crate) struct AppState {
     pub(crate) manager: Arc<PluginManager>,
     /// The OpenAPI document, serialized once.
     pub(crate) document: Arc<String>,
-    pub(crate) in_flight: Arc<InFlight>,
     pub(crate) limits: Limits,
 }
 
@@ -295,17 +249,28 @@ pub(crate) async fn unload(
     State(state): State<AppState>,
     Body(request): Body<UnloadRequest>,
 ) -> ApiResult<UnloadResponse> {
-    let busy = state.in_flight.count(&request.plugin_name);
-    if busy > 0 && !request.force {
-        return Err(ApiError::from(Error::invalid_state(format!(
-            "provider {:?} has {busy} calls in flight; unload with \"force\": true to cut them",
-            request.plugin_name
-        ))));
-    }
-    state.manager.unload(&request.plugin_name).await?;
+    let name = &request.plugin_name;
+    // The manager refuses atomically; the count is only what the answer reports.
+    let interrupted_calls = if request.force {
+        let busy = state.manager.in_flight(name);
+        state.manager.force_unload(name).await?;
+        busy
+    } else {
+        state.manager.unload(name).await.map_err(|error| {
+            if error.kind() == ErrorKind::InvalidState {
+                Error::invalid_state(format!(
+                    "{}; unload with \"force\": true to cut them",
+                    error.message()
+                ))
+            } else {
+                error
+            }
+        })?;
+        0
+    };
     Ok(Json(UnloadResponse {
         plugin_name: request.plugin_name,
-        interrupted_calls: busy,
+        interrupted_calls,
     }))
 }
 
@@ -329,9 +294,10 @@ pub(crate) async fn get_plugin(
 // ---------------------------------------------------------------------------------------------
 // Instances
 
-fn provider(state: &AppState, name: &str) -> Result<(Arc<dyn CloudProvider>, CallGuard), ApiError> {
-    let provider = state.manager.get(name)?;
-    Ok((provider, state.in_flight.enter(name)))
+/// The loaded provider `name`; each call through it holds the manager's lease, and goes
+/// through the manager's middleware stack.
+fn provider(state: &AppState, name: &str) -> Result<Arc<dyn CloudProvider>, ApiError> {
+    Ok(state.manager.get(name)?)
 }
 
 fn instance_id(id: &str) -> Result<InstanceId, ApiError> {
@@ -440,7 +406,7 @@ pub(crate) async fn list_instances(
     QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> ApiResult<InstancePage> {
     let (filter, page_size, after) = instance_query(pairs, state.limits)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     let mut instances = provider.list_instances(&filter).await?;
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(after) = &after {
@@ -472,7 +438,7 @@ pub(crate) async fn get_instance(
     PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<InstanceInfo> {
     let id = instance_id(&id)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     Ok(Json(provider.get_instance(&id).await?))
 }
 
@@ -524,7 +490,7 @@ pub(crate) async fn stop_instance(
     OptionalBody(request): OptionalBody<StopRequest>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     Ok(Json(provider.stop_instance(&id, &request.options()).await?))
 }
 
@@ -543,7 +509,7 @@ pub(crate) async fn start_instance(
     PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     Ok(Json(provider.start_instance(&id).await?))
 }
 
@@ -611,7 +577,7 @@ fn check_batch(ids: &[String], limits: Limits) -> Result<(), ApiError> {
 /// Runs `call` on the valid ids; invalid ids get their own error, in place.
 async fn batch<F>(ids: Vec<String>, call: F) -> BatchResponse
 where
-    F: AsyncFnOnce(Vec<InstanceId>) -> Vec<(InstanceId, crate::error::Result<StateChange>)>,
+    F: AsyncFnOnce(Vec<InstanceId>) -> Vec<(InstanceId, snoozebot_core::Result<StateChange>)>,
 {
     let parsed: Vec<_> = ids.iter().map(|id| InstanceId::new(id.as_str())).collect();
     let valid: Vec<InstanceId> = parsed
@@ -668,7 +634,7 @@ pub(crate) async fn stop_instances(
     Body(request): Body<BatchStopRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     let options = StopRequest {
         mode: request.mode,
         force: request.force,
@@ -701,7 +667,7 @@ pub(crate) async fn start_instances(
     Body(request): Body<BatchStartRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
-    let (provider, _call) = provider(&state, &name)?;
+    let provider = provider(&state, &name)?;
     Ok(Json(
         batch(request.ids, async |ids| {
             provider.start_instances(&ids).await

@@ -20,7 +20,7 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 
-use crate::error::{Error, ErrorKind, Result};
+use snoozebot_core::{Error, ErrorKind, Result};
 
 /// The name in every AutoMTLS certificate, and the name the host asks for.
 pub(crate) const TLS_SERVER_NAME: &str = "localhost";

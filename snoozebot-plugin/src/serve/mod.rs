@@ -14,22 +14,34 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::MAX_MESSAGE_SIZE;
-use super::convert::{
-    batch_to_wire, change_to_wire, error_to_status, filter_from_wire, id_from_wire, info_to_wire,
-    instance_to_wire, options_from_wire,
+mod hclog;
+
+use crate::MAX_MESSAGE_SIZE;
+use crate::proto::go_plugin::{
+    self, ConnInfo, StdioData, grpc_broker_server, grpc_controller_server, grpc_stdio_server,
 };
-use super::handshake::{
+use crate::proto::v1::{self as pb, cloud_provider_server};
+use crate::wire::Io;
+use crate::wire::{
     APP_PROTOCOL_VERSION, CLIENT_CERT_ENV, CORE_PROTOCOL_VERSION, Handshake, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE, PROTOCOL_VERSIONS_ENV, PluginAddress, negotiate,
 };
-use super::proto::go_plugin::{
-    self, ConnInfo, StdioData, grpc_broker_server, grpc_controller_server, grpc_stdio_server,
+use crate::wire::{LaunchIdentity, parse_host_cert};
+use crate::wire::{
+    batch_to_wire, change_to_wire, error_to_status, filter_from_wire, id_from_wire, info_to_wire,
+    instance_to_wire, options_from_wire,
 };
-use super::proto::v1::{self as pb, cloud_provider_server};
-use super::tls::{LaunchIdentity, parse_host_cert};
-use crate::error::{Error, ErrorKind};
-use crate::provider::CloudProvider;
+use snoozebot_core::CloudProvider;
+use snoozebot_core::{Error, ErrorKind};
+
+/// Sends this plugin's `tracing` events to stderr as hclog JSON lines, which hosts (ours and
+/// go-plugin's) log with their level. [`serve`] does this itself; call it first in `main` to
+/// also see what happens before `serve`, such as building the provider. Does nothing if a
+/// global subscriber is already set. The level comes from `SNOOZEBOT_PLUGIN_LOG` (`trace` …
+/// `error`, or `off`; default `info`).
+pub fn init_logging() {
+    hclog::install();
+}
 
 /// How a plugin serves.
 #[derive(Debug, Clone)]
@@ -74,7 +86,7 @@ impl Default for ServeConfig {
 /// # }
 ///
 /// fn main() -> ExitCode {
-///     snoozebot_core::plugin::serve(MyCloud)
+///     snoozebot_plugin::serve(MyCloud)
 /// }
 /// ```
 ///
@@ -106,7 +118,7 @@ pub async fn serve_with(provider: Arc<dyn CloudProvider>, config: ServeConfig) -
         return ExitCode::FAILURE;
     }
     if config.log_to_stderr {
-        super::log::hclog::install();
+        hclog::install();
     }
     match run(provider, config).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,7 +129,7 @@ pub async fn serve_with(provider: Arc<dyn CloudProvider>, config: ServeConfig) -
     }
 }
 
-async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Result<()> {
+async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot_core::Result<()> {
     let host_versions = std::env::var(PROTOCOL_VERSIONS_ENV).ok();
     let app_version = negotiate(host_versions.as_deref(), &config.app_versions)?;
 
@@ -200,7 +212,7 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> crate::Re
 
 /// Prints the handshake line, then points stdout at stderr so that nothing printed later
 /// (by a dependency, say) can reach the host's handshake reader.
-fn announce(handshake: &Handshake) -> crate::Result<()> {
+fn announce(handshake: &Handshake) -> snoozebot_core::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{handshake}")
@@ -262,7 +274,7 @@ enum Listener {
 }
 
 impl Listener {
-    fn bind() -> crate::Result<(Self, Option<SocketDir>)> {
+    fn bind() -> snoozebot_core::Result<(Self, Option<SocketDir>)> {
         let unix = SocketDir::create().and_then(|dir| {
             let listener = UnixListener::bind(dir.socket()).map_err(|error| {
                 Error::new(
@@ -281,7 +293,7 @@ impl Listener {
         }
     }
 
-    fn address(&self) -> crate::Result<PluginAddress> {
+    fn address(&self) -> snoozebot_core::Result<PluginAddress> {
         let address = match self {
             Listener::Unix(listener) => listener.local_addr().ok().and_then(|addr| {
                 addr.as_pathname()
@@ -304,7 +316,7 @@ impl Listener {
     }
 }
 
-fn bind_loopback() -> crate::Result<TcpListener> {
+fn bind_loopback() -> snoozebot_core::Result<TcpListener> {
     let port = |name: &str| {
         std::env::var(name)
             .ok()
@@ -342,7 +354,7 @@ struct SocketDir {
 }
 
 impl SocketDir {
-    fn create() -> crate::Result<Self> {
+    fn create() -> snoozebot_core::Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let base = std::env::var_os("PLUGIN_UNIX_SOCKET_DIR")
             .map(PathBuf::from)
@@ -380,9 +392,6 @@ impl Drop for SocketDir {
 }
 
 /// Any accepted connection, plain or TLS, as one type tonic can serve.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
 struct Accepted(Box<dyn Io>);
 
 impl Connected for Accepted {
@@ -646,7 +655,7 @@ impl cloud_provider_server::CloudProvider for ProviderService {
     }
 }
 
-fn ids_from_wire(ids: Vec<String>) -> Result<Vec<crate::InstanceId>, Status> {
+fn ids_from_wire(ids: Vec<String>) -> Result<Vec<snoozebot_core::InstanceId>, Status> {
     ids.into_iter()
         .map(|id| id_from_wire(id, ErrorKind::InvalidArgument).map_err(status))
         .collect()

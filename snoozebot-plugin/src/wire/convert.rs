@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::proto::v1 as pb;
-use crate::error::{Error, ErrorKind, Result};
-use crate::model::{
+use crate::proto::v1 as pb;
+use snoozebot_core::BatchResults;
+use snoozebot_core::{
     Capabilities, InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo,
     StateChange, StopMode, StopOptions,
 };
-use crate::provider::BatchResults;
+use snoozebot_core::{Error, ErrorKind, Result};
 
 /// The `domain` of the `google.rpc.ErrorInfo` that carries an [`ErrorKind`] across the wire.
 pub const ERROR_DOMAIN: &str = "snoozebot.dev";
@@ -318,7 +318,8 @@ fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Timeout => Code::DeadlineExceeded,
         ErrorKind::Unsupported => Code::Unimplemented,
-        ErrorKind::Plugin | ErrorKind::Config | ErrorKind::Internal => Code::Internal,
+        // The kind itself travels in the details; a kind added later is Internal by code.
+        _ => Code::Internal,
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use snoozebot_core::http::{self, ApiKeys, Role};
 use snoozebot_core::{CloudProvider, InstanceId, PluginManager};
+use snoozebot_rest::{ApiKeys, Role};
 use snoozebot_testkit::MockProvider;
 use tower::ServiceExt;
 
@@ -58,7 +58,7 @@ fn main() {
             keys.generate(Role::Reader, format!("reader {n}"));
         }
         let key = keys.generate(Role::Reader, "bench");
-        let router = http::router(Arc::clone(&manager), keys);
+        let router = snoozebot_rest::router(Arc::clone(&manager), keys);
         let id = InstanceId::new("mock-0042").unwrap();
         let uri = "/api/providers/mock/instances/mock-0042";
         println!("{CALLS} calls each, 21 API keys, 2 worker threads\n");
@@ -89,7 +89,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}{uri}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(listener, router, async {
+        let server = tokio::spawn(snoozebot_rest::serve(listener, router, async {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();

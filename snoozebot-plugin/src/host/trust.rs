@@ -14,13 +14,13 @@ use std::sync::Arc;
 use minisign_verify::{PublicKey, Signature};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, ErrorKind, Result};
+use snoozebot_core::{Error, ErrorKind, Result};
 
 /// What a plugin binary must be to run. The default trusts any binary found in the plugin
 /// directories.
 ///
 /// ```
-/// use snoozebot_core::plugin::TrustPolicy;
+/// use snoozebot_plugin::TrustPolicy;
 ///
 /// let policy = TrustPolicy::default()
 ///     .with_sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")?

@@ -2,7 +2,6 @@
 //! document, the document against the router, every error kind as a problem, malformed
 //! requests, paging, batches, unload with calls in flight, and a real socket with graceful
 //! shutdown.
-#![cfg(feature = "http")]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -11,8 +10,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
-use snoozebot_core::http::{self, ApiKeys, HttpOptions, PROBLEM_JSON, Role};
-use snoozebot_core::{Error, ErrorKind, PluginManager};
+use snoozebot_core::{Error, ErrorKind, PluginManager, ProviderStack, RetryConfig};
+use snoozebot_rest::{ApiKeys, HttpOptions, PROBLEM_JSON, Role};
 use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 use tower::ServiceExt;
 
@@ -30,10 +29,16 @@ impl Api {
         Self::with_options(HttpOptions::default()).await
     }
 
+    /// A bare provider stack: these tests are about what the API answers for what the
+    /// provider says, so nothing in between retries.
     async fn with_options(options: HttpOptions) -> Self {
+        Self::with_stack(options, ProviderStack::new()).await
+    }
+
+    async fn with_stack(options: HttpOptions, stack: ProviderStack) -> Self {
         let fleet = MockProvider::fleet(20);
         fleet.add_instance(MockInstance::new("mock-eu/web-1").name("web-1"));
-        let manager = Arc::new(PluginManager::new());
+        let manager = Arc::new(PluginManager::new().with_stack(stack));
         let registered = fleet.clone();
         manager
             .register("mock", move || {
@@ -46,7 +51,7 @@ impl Api {
         let reader = keys.generate(Role::Reader, "reader");
         let operator = keys.generate(Role::Operator, "operator");
         let admin = keys.generate(Role::Admin, "admin");
-        let router = http::router_with(Arc::clone(&manager), keys, options);
+        let router = snoozebot_rest::router_with(Arc::clone(&manager), keys, options);
         Api {
             router,
             fleet,
@@ -124,7 +129,7 @@ async fn serve_on_loopback(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, router, async {
+    let server = tokio::spawn(snoozebot_rest::serve(listener, router, async {
         let _ = stopped.await;
     }));
     (base, stop, server)
@@ -133,7 +138,7 @@ async fn serve_on_loopback(
 /// Every operation of the document: method, path template, role needed (None: public).
 /// Unloading comes last, so that the routes after it still find the provider loaded.
 fn operations() -> Vec<(Method, String, Option<Role>)> {
-    let document = serde_json::to_value(http::openapi()).unwrap();
+    let document = serde_json::to_value(snoozebot_rest::openapi()).unwrap();
     let mut found = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -317,7 +322,10 @@ async fn the_document_is_openapi_3_1_and_served_as_generated() {
     let api = Api::new().await;
     let (status, _, served) = api.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(served, serde_json::to_value(http::openapi()).unwrap());
+    assert_eq!(
+        served,
+        serde_json::to_value(snoozebot_rest::openapi()).unwrap()
+    );
     assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(served["components"]["securitySchemes"]["bearer"].is_object());
     assert!(served["components"]["schemas"]["Problem"].is_object());
@@ -327,6 +335,47 @@ async fn the_document_is_openapi_3_1_and_served_as_generated() {
     ] {
         assert!(stop["responses"][status].is_object(), "stop lacks {status}");
     }
+}
+
+#[tokio::test]
+async fn calls_go_through_the_managers_middleware_so_throttling_is_retried() {
+    let stack = ProviderStack::new().retry(
+        RetryConfig::default().with_backoff(Duration::from_millis(1), Duration::from_millis(5)),
+    );
+    let api = Api::with_stack(HttpOptions::default(), stack).await;
+    let throttled = Error::new(ErrorKind::Throttled, "Rate exceeded")
+        .with_retry_after(Duration::from_millis(5));
+    api.fleet
+        .fail_next_with(MockOperation::Get, 2, throttled.clone());
+    let (status, _, body) = api
+        .call(
+            Method::GET,
+            "/api/providers/mock/instances/mock-0001",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "mock-0001");
+    let gets = api
+        .fleet
+        .calls()
+        .iter()
+        .filter(|call| call.operation == MockOperation::Get)
+        .count();
+    assert_eq!(gets, 3, "two throttled attempts, then the answer");
+
+    // Past the attempts the policy allows, the throttling reaches the caller as 429.
+    api.fleet.fail_next_with(MockOperation::Get, 10, throttled);
+    let (status, _, body) = api
+        .call(
+            Method::GET,
+            "/api/providers/mock/instances/mock-0001",
+            Some(&api.reader),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }
 
 #[tokio::test]

@@ -1,0 +1,271 @@
+//! [`PluginClient`]: a provider whose calls go to a supervised plugin process.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use snoozebot_core::{
+    BatchResults, CloudProvider, Error, ErrorKind, Health, InstanceFilter, InstanceId,
+    InstanceInfo, ProviderInfo, Result, StateChange, StopOptions, each_id_fails,
+};
+
+use super::PluginConfig;
+use super::connection::Connection;
+use super::launch::{Running, launch_once};
+use super::supervisor::{Slot, Supervisor, check_health, stop, supervise};
+use crate::PluginAddress;
+use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
+use crate::wire::{
+    batch_from_wire, change_from_wire, filter_to_wire, instance_from_wire, options_to_wire,
+    status_to_error,
+};
+
+/// A provider served by a plugin executable, supervised.
+///
+/// When the plugin exits or stops answering health checks, calls in flight fail at once with
+/// [`ErrorKind::Plugin`], calls meanwhile fail fast the same way, and the plugin is started
+/// again with backoff, up to [`PluginConfig::max_restarts`] times in a row. Dropping the last
+/// handle kills the plugin's whole process group; [`shutdown`](Self::shutdown) stops it
+/// gracefully.
+#[derive(Clone)]
+pub struct PluginClient {
+    supervisor: Arc<Supervisor>,
+}
+
+impl std::fmt::Debug for PluginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginClient")
+            .field("name", &self.supervisor.name)
+            .field("path", &self.supervisor.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginClient {
+    /// Checks the binary against `config.trust`, starts it, completes the handshake and asks
+    /// it who it is, all within `config.start_timeout`.
+    ///
+    /// Every failure is [`ErrorKind::Plugin`] (or [`ErrorKind::PermissionDenied`] for a binary
+    /// the trust policy refuses), and leaves no process behind.
+    pub async fn launch(name: &str, path: &Path, config: PluginConfig) -> Result<Self> {
+        let running = launch_once(name, path, &config).await?;
+        let supervisor = Arc::new(Supervisor {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            info: Mutex::new(running.info.clone()),
+            config,
+            slot: Mutex::new(Slot::Running(Arc::clone(&running))),
+            closed: AtomicBool::new(false),
+        });
+        supervise(Arc::downgrade(&supervisor), &running);
+        Ok(PluginClient { supervisor })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.supervisor.name
+    }
+
+    /// The process id of the running plugin, if it is running.
+    pub fn pid(&self) -> Option<u32> {
+        match &*self.supervisor.slot() {
+            Slot::Running(running) => u32::try_from(running.process.group.as_raw()).ok(),
+            _ => None,
+        }
+    }
+
+    /// Where the running plugin listens, from its handshake.
+    pub fn address(&self) -> Option<PluginAddress> {
+        match &*self.supervisor.slot() {
+            Slot::Running(running) => Some(running.address.clone()),
+            _ => None,
+        }
+    }
+
+    /// Asks the plugin's health service whether it is serving (also through
+    /// [`CloudProvider::health`]).
+    async fn health_check(&self) -> Health {
+        let running = match self.supervisor.running() {
+            Ok(running) => running,
+            Err(error) => {
+                return Health::NotServing {
+                    reason: error.message().to_owned(),
+                };
+            }
+        };
+        match check_health(&running, self.supervisor.config.health_check_timeout).await {
+            Ok(()) => Health::Serving,
+            Err(reason) => Health::NotServing { reason },
+        }
+    }
+
+    /// Stops the plugin: asks it to exit (`GRPCController/Shutdown`), waits the grace period,
+    /// then kills its process group and reaps it. Calls afterwards fail with
+    /// [`ErrorKind::Plugin`].
+    pub async fn shutdown(&self) {
+        self.supervisor.closed.store(true, Ordering::SeqCst);
+        let previous = std::mem::replace(&mut *self.supervisor.slot(), Slot::Closed);
+        if let Slot::Running(running) = previous {
+            stop(&running, self.supervisor.config.shutdown_grace).await;
+        }
+    }
+
+    /// Kills the plugin's process group now, without asking it to exit first; calls
+    /// afterwards fail with [`ErrorKind::Plugin`]. For drop paths, where nothing can be awaited.
+    pub fn kill_now(&self) {
+        self.supervisor.closed.store(true, Ordering::SeqCst);
+        let previous = std::mem::replace(&mut *self.supervisor.slot(), Slot::Closed);
+        if let Slot::Running(running) = previous {
+            running.process.kill_group();
+        }
+    }
+
+    fn error(&self, running: &Running, status: tonic::Status) -> Error {
+        if is_broken_connection(&status) || running.connection.is_closed() {
+            // The plugin died under the call (or its connection did, which supervision treats
+            // the same way): retryable once it is restarted. Stop and start are idempotent, so
+            // a call whose effect is unknown may be sent again.
+            return Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "plugin {}: the connection broke during the call ({status}); it is being restarted",
+                    self.supervisor.name
+                ),
+            )
+            .with_provider(self.supervisor.name.clone())
+            .with_retry_after(self.supervisor.config.restart_backoff);
+        }
+        let error = status_to_error(&status);
+        if error.provider().is_some() {
+            error
+        } else {
+            error.with_provider(self.supervisor.name.clone())
+        }
+    }
+}
+
+/// Whether `status` is the connection failing under a call rather than an answer (the
+/// generated clients keep only the text of a failed readiness check, so the connection itself
+/// is asked too).
+fn is_broken_connection(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.downcast_ref::<hyper::Error>().is_some() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+#[async_trait]
+impl CloudProvider for PluginClient {
+    fn info(&self) -> ProviderInfo {
+        match self.supervisor.info.lock() {
+            Ok(info) => info.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let response = client
+            .get_instance(pb::GetInstanceRequest { id: id.to_string() })
+            .await
+            .map_err(|status| self.error(&running, status))?;
+        instance_from_wire(response.into_inner())
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let response = client
+            .list_instances(pb::ListInstancesRequest {
+                filter: Some(filter_to_wire(filter)),
+            })
+            .await
+            .map_err(|status| self.error(&running, status))?;
+        response
+            .into_inner()
+            .instances
+            .into_iter()
+            .map(instance_from_wire)
+            .collect()
+    }
+
+    async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let response = client
+            .stop_instance(pb::StopInstanceRequest {
+                id: id.to_string(),
+                options: Some(options_to_wire(opts)),
+            })
+            .await
+            .map_err(|status| self.error(&running, status))?;
+        change_from_wire(response.into_inner())
+    }
+
+    async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let response = client
+            .start_instance(pb::StartInstanceRequest { id: id.to_string() })
+            .await
+            .map_err(|status| self.error(&running, status))?;
+        change_from_wire(response.into_inner())
+    }
+
+    async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
+        let request = pb::StopInstancesRequest {
+            ids: ids.iter().map(ToString::to_string).collect(),
+            options: Some(options_to_wire(opts)),
+        };
+        self.batch(ids, |mut client| async move {
+            client.stop_instances(request).await
+        })
+        .await
+    }
+
+    async fn health(&self) -> Health {
+        self.health_check().await
+    }
+
+    /// Stops the plugin process; see [`PluginClient::shutdown`].
+    async fn close(&self) {
+        self.shutdown().await;
+    }
+
+    async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
+        let request = pb::StartInstancesRequest {
+            ids: ids.iter().map(ToString::to_string).collect(),
+        };
+        self.batch(ids, |mut client| async move {
+            client.start_instances(request).await
+        })
+        .await
+    }
+}
+
+impl PluginClient {
+    /// Makes one batch call and reads one result per id; a call that fails as a whole is each
+    /// id's failure.
+    async fn batch<F, Fut>(&self, ids: &[InstanceId], call: F) -> BatchResults
+    where
+        F: FnOnce(CloudProviderClient<Connection>) -> Fut,
+        Fut: std::future::Future<
+                Output = std::result::Result<tonic::Response<pb::BatchResponse>, tonic::Status>,
+            >,
+    {
+        let result = match self.supervisor.running() {
+            Ok(running) => call(running.provider.clone())
+                .await
+                .map_err(|status| self.error(&running, status))
+                .and_then(|response| batch_from_wire(ids, response.into_inner())),
+            Err(error) => Err(error),
+        };
+        result.unwrap_or_else(|error| each_id_fails(ids, &error))
+    }
+}

@@ -1,0 +1,138 @@
+//! [`PluginConfig`]: how a plugin executable is launched and supervised.
+
+use std::time::Duration;
+
+use super::TrustPolicy;
+use crate::APP_PROTOCOL_VERSION;
+
+/// Environment variables a plugin inherits from the host by default; everything else is
+/// cleared. Add a cloud's own (`AWS_*`, `GOOGLE_*`, `AZURE_*`) with
+/// [`PluginConfig::inherit`].
+pub const DEFAULT_INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "SNOOZEBOT_PLUGIN_LOG",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// How to launch and supervise a plugin executable.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PluginConfig {
+    /// How long the plugin may take from spawn to its handshake and first answer. Default 10 s.
+    pub start_timeout: Duration,
+    /// Per-launch mutual TLS between host and plugin, each pinning the other's certificate.
+    /// Default on.
+    pub auto_mtls: bool,
+    /// The app protocol versions this host speaks. Default: [`APP_PROTOCOL_VERSION`].
+    pub app_versions: Vec<u32>,
+    /// After asking the plugin to exit, how long to wait before killing its process group.
+    /// Default 2 s (go-plugin's).
+    pub shutdown_grace: Duration,
+    /// How often to check the plugin's health; `None` disables the checks (a crash is still
+    /// noticed at once). Default 5 s.
+    pub health_check_interval: Option<Duration>,
+    /// How long a health check may take before the plugin counts as hung. Default 2 s.
+    pub health_check_timeout: Duration,
+    /// Attempts to restart the plugin after it stopped unexpectedly, before giving up.
+    /// Default 5.
+    pub max_restarts: u32,
+    /// The backoff before the first restart, doubling up to 10 s. Default 200 ms.
+    pub restart_backoff: Duration,
+    /// Names of host environment variables the plugin inherits; a trailing `*` matches a prefix
+    /// (`AWS_*`). Default: [`DEFAULT_INHERITED_ENV`].
+    pub inherit_env: Vec<String>,
+    /// Extra environment variables for the plugin (its configuration).
+    pub env: Vec<(String, String)>,
+    /// What the binary must be to run: SHA-256 pin, minisign signature. Default: anything.
+    pub trust: TrustPolicy,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            start_timeout: Duration::from_secs(10),
+            auto_mtls: true,
+            app_versions: vec![APP_PROTOCOL_VERSION],
+            shutdown_grace: Duration::from_secs(2),
+            health_check_interval: Some(Duration::from_secs(5)),
+            health_check_timeout: Duration::from_secs(2),
+            max_restarts: 5,
+            restart_backoff: Duration::from_millis(200),
+            inherit_env: DEFAULT_INHERITED_ENV
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+            env: Vec::new(),
+            trust: TrustPolicy::default(),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Sets the start timeout.
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Turns AutoMTLS on or off.
+    pub fn with_auto_mtls(mut self, auto_mtls: bool) -> Self {
+        self.auto_mtls = auto_mtls;
+        self
+    }
+
+    /// Sets the app protocol versions this host speaks.
+    pub fn with_app_versions(mut self, versions: impl Into<Vec<u32>>) -> Self {
+        self.app_versions = versions.into();
+        self
+    }
+
+    /// Sets the health-check interval (`None`: no periodic checks).
+    pub fn with_health_check_interval(mut self, interval: Option<Duration>) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
+    /// Sets how many restarts in a row are tried, and the first backoff.
+    pub fn with_restarts(mut self, max_restarts: u32, backoff: Duration) -> Self {
+        self.max_restarts = max_restarts;
+        self.restart_backoff = backoff;
+        self
+    }
+
+    /// Lets the plugin inherit one more host variable (a trailing `*` matches a prefix).
+    pub fn inherit(mut self, name: impl Into<String>) -> Self {
+        self.inherit_env.push(name.into());
+        self
+    }
+
+    /// Sets an environment variable for the plugin.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the trust policy the binary is checked against before it runs.
+    pub fn with_trust(mut self, trust: TrustPolicy) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    pub(super) fn inherits(&self, name: &str) -> bool {
+        self.inherit_env
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+    }
+}

@@ -1,0 +1,230 @@
+//! One start of a plugin: trust check, spawn with a cleared environment, handshake on stdout,
+//! connection, and its `Info`, all within the start timeout.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use snoozebot_core::{Error, ProviderInfo, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::PluginConfig;
+use super::connection::{Connection, ORIGIN, connect};
+use super::plugin_error;
+use super::process::{
+    ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir, reap,
+};
+use crate::MAX_MESSAGE_SIZE;
+use crate::proto::go_plugin::grpc_controller_client::GrpcControllerClient;
+use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
+use crate::wire::{
+    CLIENT_CERT_ENV, Handshake, LaunchIdentity, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
+    PROTOCOL_VERSIONS_ENV, PluginAddress, info_from_wire, status_to_error, versions_env_value,
+};
+
+/// One launch of the plugin: its process and the clients of its services.
+pub(super) struct Running {
+    pub(super) process: ProcessGuard,
+    pub(super) provider: CloudProviderClient<Connection>,
+    pub(super) controller: GrpcControllerClient<Connection>,
+    pub(super) health: HealthClient<Connection>,
+    pub(super) info: ProviderInfo,
+    pub(super) address: PluginAddress,
+    /// The connection the clients share, to tell a broken one from an answer.
+    pub(super) connection: Connection,
+}
+
+/// Starts the plugin once: trust check, spawn, handshake, connect, `Info`.
+pub(super) async fn launch_once(
+    name: &str,
+    path: &Path,
+    config: &PluginConfig,
+) -> Result<Arc<Running>> {
+    config.trust.verify(path).await?;
+    let started = Instant::now();
+    let identity = if config.auto_mtls {
+        Some(LaunchIdentity::generate()?)
+    } else {
+        None
+    };
+
+    let mut command = Command::new(path);
+    command
+        .env_clear()
+        .envs(
+            std::env::vars_os()
+                .filter(|(key, _)| key.to_str().is_some_and(|key| config.inherits(key))),
+        )
+        .envs(
+            config
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
+        .env(
+            PROTOCOL_VERSIONS_ENV,
+            versions_env_value(&config.app_versions),
+        )
+        .env("PLUGIN_MIN_PORT", "10000")
+        .env("PLUGIN_MAX_PORT", "25000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(identity) = &identity {
+        command.env(CLIENT_CERT_ENV, &identity.cert_pem);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|error| plugin_error(name, format!("cannot start {}: {error}", path.display())))?;
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .ok_or_else(|| plugin_error(name, "it exited before it could be watched"))?;
+    let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+        (Some(stdout), Some(stderr)) => (stdout, stderr),
+        _ => {
+            return Err(plugin_error(
+                name,
+                "its stdout and stderr could not be captured",
+            ));
+        }
+    };
+    let tail = Arc::new(StderrTail::default());
+    forward_stderr(name.to_owned(), stderr, Arc::clone(&tail));
+    let process = ProcessGuard {
+        name: name.to_owned(),
+        group: Pid::from_raw(pid),
+        exited: reap(name.to_owned(), child),
+        socket_dir: Mutex::new(None),
+    };
+    tracing::debug!(plugin = name, pid, path = %path.display(), "plugin started");
+
+    let remaining = config.start_timeout;
+    let setup = async {
+        let (handshake, stdout) = read_handshake(
+            name,
+            stdout,
+            &config.app_versions,
+            process.exited.clone(),
+            &tail,
+        )
+        .await?;
+        drain_stdout(name.to_owned(), stdout);
+        if let Ok(mut socket_dir) = process.socket_dir.lock() {
+            *socket_dir = owned_socket_dir(&handshake.address);
+        }
+        let channel = connect(name, &handshake, identity.as_ref()).await?;
+        let mut provider =
+            CloudProviderClient::with_origin(channel.clone(), http::Uri::from_static(ORIGIN))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let info = provider.info(pb::InfoRequest {}).await.map_err(|status| {
+            plugin_error(name, format!("Info failed: {}", status_to_error(&status)))
+        })?;
+        Ok::<_, Error>((
+            channel,
+            provider,
+            info_from_wire(info.into_inner()),
+            handshake.address,
+        ))
+    };
+    let (channel, provider, info, address) = match tokio::time::timeout(remaining, setup).await {
+        Ok(Ok(ready)) => ready,
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            return Err(plugin_error(
+                name,
+                format!(
+                    "it did not complete its handshake within {:?} and was killed; {}",
+                    config.start_timeout,
+                    tail.describe()
+                ),
+            ));
+        }
+    };
+    tracing::info!(
+        plugin = name,
+        pid,
+        provider = %info.name,
+        tls = identity.is_some(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "plugin ready"
+    );
+    Ok(Arc::new(Running {
+        process,
+        provider,
+        controller: GrpcControllerClient::with_origin(
+            channel.clone(),
+            http::Uri::from_static(ORIGIN),
+        ),
+        health: HealthClient::with_origin(channel.clone(), http::Uri::from_static(ORIGIN)),
+        connection: channel,
+        info,
+        address,
+    }))
+}
+
+/// Reads stdout until the handshake line; stray lines before it are logged and skipped.
+async fn read_handshake(
+    name: &str,
+    stdout: ChildStdout,
+    app_versions: &[u32],
+    mut exited: watch::Receiver<Option<String>>,
+    tail: &StderrTail,
+) -> Result<(Handshake, StdoutLines)> {
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let exit = async {
+            exited
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|status| status.clone())
+        };
+        let line = tokio::select! {
+            line = lines.next_line() => line,
+            status = exit => {
+                // Let the stderr forwarder catch up with the last words.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let status = status.unwrap_or_default();
+                return Err(plugin_error(name, format!("it exited ({status}) before its handshake; {}", tail.describe())));
+            }
+        };
+        match line {
+            Ok(Some(line)) if Handshake::looks_like_handshake(&line) => {
+                return Handshake::parse(&line, app_versions)
+                    .map(|handshake| (handshake, lines))
+                    .map_err(|error| plugin_error(name, error.message()));
+            }
+            Ok(Some(line)) => {
+                tracing::warn!(plugin = name, %line, "plugin wrote to stdout before its handshake; skipped");
+            }
+            Ok(None) | Err(_) => {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), exited.wait_for(Option::is_some))
+                        .await;
+                let status = exited
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| "still running".to_owned());
+                return Err(plugin_error(
+                    name,
+                    format!(
+                        "it closed stdout ({status}) before its handshake; {}",
+                        tail.describe()
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The host side: launch a plugin executable, speak to it, keep it alive, stop it; and find
+//! plugin executables for a [`PluginManager`](snoozebot_core::PluginManager).
+//!
+//! A [`PluginClient`] is a [`CloudProvider`](snoozebot_core::CloudProvider) whose calls go to a
+//! plugin process. Its rooms:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | `config` | [`PluginConfig`]: environment, timeouts, restarts, trust |
+//! | `trust` | [`TrustPolicy`]: SHA-256 pins and minisign signatures |
+//! | `process` | the child process: its group, reaping, stdout and stderr |
+//! | `launch` | one start: trust check, spawn, handshake, connect, `Info` |
+//! | `connection` | the HTTP/2 connection the gRPC clients run on |
+//! | `supervisor` | crash and health watching, restarts with backoff |
+//! | `client` | [`PluginClient`]: the provider calls over the wire |
+//! | `discover` | [`PluginDirectory`]: the plugin executables of directories, as a source |
+//! | `log` | the plugin's stderr lines in the host's `tracing` |
+
+mod client;
+mod config;
+mod connection;
+mod discover;
+mod launch;
+mod log;
+mod process;
+mod supervisor;
+mod trust;
+
+use snoozebot_core::{Error, ErrorKind};
+
+pub use client::PluginClient;
+pub use config::{DEFAULT_INHERITED_ENV, PluginConfig};
+pub use discover::PluginDirectory;
+pub use trust::TrustPolicy;
+
+/// An [`ErrorKind::Plugin`] error about the plugin `name`.
+fn plugin_error(name: &str, message: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Plugin, format!("plugin {name}: {message}")).with_provider(name)
+}

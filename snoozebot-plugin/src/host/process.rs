@@ -1,0 +1,149 @@
+//! The plugin's process: its group (killed on drop), reaping, its stdout after the handshake
+//! and its stderr, forwarded into `tracing` with the last lines kept for error messages.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::watch;
+
+use crate::PluginAddress;
+
+/// The last lines a plugin wrote to stderr, for error messages.
+#[derive(Default)]
+pub(super) struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl StderrTail {
+    const KEPT: usize = 20;
+
+    pub(super) fn push(&self, line: &str) {
+        let mut lines = match self.lines.lock() {
+            Ok(lines) => lines,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if lines.len() == Self::KEPT {
+            lines.pop_front();
+        }
+        lines.push_back(line.to_owned());
+    }
+
+    pub(super) fn describe(&self) -> String {
+        let lines = match self.lines.lock() {
+            Ok(lines) => lines,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if lines.is_empty() {
+            "it wrote nothing to stderr".to_owned()
+        } else {
+            let joined: Vec<&str> = lines.iter().map(String::as_str).collect();
+            format!("its stderr ended with:\n{}", joined.join("\n"))
+        }
+    }
+}
+
+/// A running plugin process; dropping it kills the process group.
+pub(super) struct ProcessGuard {
+    pub(super) name: String,
+    pub(super) group: Pid,
+    pub(super) exited: watch::Receiver<Option<String>>,
+    /// The private socket directory of a Snoozebot plugin, which a killed plugin cannot remove
+    /// itself.
+    pub(super) socket_dir: Mutex<Option<PathBuf>>,
+}
+
+impl ProcessGuard {
+    pub(super) fn has_exited(&self) -> bool {
+        self.exited.borrow().is_some()
+    }
+
+    pub(super) fn kill_group(&self) {
+        match killpg(self.group, Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(error) => {
+                tracing::warn!(plugin = %self.name, %error, "cannot kill the plugin's process group")
+            }
+        }
+    }
+
+    /// Waits until the process has exited and been reaped, at most `limit`.
+    pub(super) async fn wait_exit(&self, limit: Duration) -> bool {
+        let mut exited = self.exited.clone();
+        tokio::time::timeout(limit, exited.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        // The group outlives its leader if the plugin started children: kill it in any case.
+        self.kill_group();
+        let socket_dir = match self.socket_dir.get_mut() {
+            Ok(dir) => dir.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(dir) = socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The directory to clean up after a plugin: only the private directories Snoozebot plugins
+/// create (`snoozebot-plugin-*`), never anything else a plugin may have named.
+pub(super) fn owned_socket_dir(address: &PluginAddress) -> Option<PathBuf> {
+    let PluginAddress::Unix(socket) = address else {
+        return None;
+    };
+    let dir = socket.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    name.starts_with("snoozebot-plugin-")
+        .then(|| dir.to_owned())
+}
+
+/// Waits for the child in a task of its own (so it is reaped whatever happens) and publishes
+/// how it ended.
+pub(super) fn reap(name: String, mut child: Child) -> watch::Receiver<Option<String>> {
+    let (sender, receiver) = watch::channel(None);
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("cannot be waited for: {error}"),
+        };
+        tracing::debug!(plugin = %name, %status, "plugin exited");
+        let _ = sender.send(Some(status));
+    });
+    receiver
+}
+
+pub(super) type StdoutLines = tokio::io::Lines<BufReader<ChildStdout>>;
+
+pub(super) fn drain_stdout(name: String, mut lines: StdoutLines) {
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(plugin = %name, %line, "plugin stdout");
+        }
+    });
+}
+
+/// Forwards the plugin's stderr into `tracing`, line by line: hclog JSON lines and `[LEVEL]`
+/// prefixes keep their level; anything else is logged at `DEBUG`.
+pub(super) fn forward_stderr(
+    name: String,
+    stderr: tokio::process::ChildStderr,
+    tail: Arc<StderrTail>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tail.push(&line);
+            super::log::forward_line(&name, &line);
+        }
+    });
+}

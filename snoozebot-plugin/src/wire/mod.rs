@@ -1,0 +1,23 @@
+//! What both sides of the plugin wire share: the handshake, the model's wire form and its
+//! errors as gRPC statuses, AutoMTLS, and the byte stream a connection runs on.
+
+mod convert;
+mod handshake;
+mod tls;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use convert::ERROR_DOMAIN;
+pub(crate) use convert::*;
+pub use handshake::{
+    APP_PROTOCOL_VERSION, CORE_PROTOCOL_VERSION, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
+    PluginAddress,
+};
+pub(crate) use handshake::{
+    CLIENT_CERT_ENV, Handshake, PROTOCOL_VERSIONS_ENV, negotiate, versions_env_value,
+};
+pub(crate) use tls::{LaunchIdentity, TLS_SERVER_NAME, parse_host_cert};
+
+/// Any connection, plain or TLS, Unix socket or TCP, as one stream type.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
