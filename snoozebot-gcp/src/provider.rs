@@ -292,11 +292,10 @@ impl GcpProvider {
         }
     }
 
-    async fn mutate(&self, action: &str, at: &InstanceRef) -> Result<()> {
+    async fn mutate(&self, action: Action, at: &InstanceRef) -> Result<()> {
         let client = self.client().await?;
-        let name = format!("instances.{action}");
         let sent = match action {
-            "stop" => {
+            Action::Stop => {
                 let mut request = client
                     .stop()
                     .set_project(&at.project)
@@ -307,7 +306,7 @@ impl GcpProvider {
                 }
                 request.send().await
             }
-            "suspend" => {
+            Action::Suspend => {
                 client
                     .suspend()
                     .set_project(&at.project)
@@ -316,7 +315,7 @@ impl GcpProvider {
                     .send()
                     .await
             }
-            "resume" => {
+            Action::Resume => {
                 client
                     .resume()
                     .set_project(&at.project)
@@ -325,7 +324,7 @@ impl GcpProvider {
                     .send()
                     .await
             }
-            _ => {
+            Action::Start => {
                 client
                     .start()
                     .set_project(&at.project)
@@ -335,8 +334,9 @@ impl GcpProvider {
                     .await
             }
         };
-        let operation = sent.map_err(|error| client_error(&name, error))?;
-        self.wait(&name, at, operation).await
+        let name = action.method();
+        let operation = sent.map_err(|error| client_error(name, error))?;
+        self.wait(name, at, operation).await
     }
 
     async fn list_pages(
@@ -404,6 +404,28 @@ impl GcpProvider {
     }
 }
 
+/// The instance methods that change power state. An enum, so that no action name can fall
+/// through to another method (a mistyped string once meant `start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Stop,
+    Suspend,
+    Resume,
+    Start,
+}
+
+impl Action {
+    /// The API method, as error messages and operation errors name it.
+    fn method(self) -> &'static str {
+        match self {
+            Action::Stop => "instances.stop",
+            Action::Suspend => "instances.suspend",
+            Action::Resume => "instances.resume",
+            Action::Start => "instances.start",
+        }
+    }
+}
+
 #[async_trait]
 impl CloudProvider for GcpProvider {
     fn info(&self) -> ProviderInfo {
@@ -449,8 +471,8 @@ impl CloudProvider for GcpProvider {
             .check(opts)
             .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         let (action, mode) = match opts.mode {
-            Some(StopMode::Suspend) => ("suspend", StopMode::Suspend),
-            _ => ("stop", StopMode::Stop),
+            Some(StopMode::Suspend) => (Action::Suspend, StopMode::Suspend),
+            _ => (Action::Stop, StopMode::Stop),
         };
         let before = self.fetch(&at).await?;
         let settled = match mode {
@@ -475,12 +497,32 @@ impl CloudProvider for GcpProvider {
             return Ok(StateChange::new(before.id, before.state, before.state));
         }
         let action = if before.state == InstanceState::Suspended {
-            "resume"
+            Action::Resume
         } else {
-            "start"
+            Action::Start
         };
         self.mutate(action, &at).await?;
         let after = self.fetch(&at).await?;
         Ok(StateChange::new(before.id, before.state, after.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_names_its_own_method() {
+        let actions = [Action::Stop, Action::Suspend, Action::Resume, Action::Start];
+        let methods: Vec<_> = actions.iter().map(|action| action.method()).collect();
+        assert_eq!(
+            methods,
+            [
+                "instances.stop",
+                "instances.suspend",
+                "instances.resume",
+                "instances.start"
+            ]
+        );
     }
 }
