@@ -70,8 +70,8 @@ pub use model::{
     StateChange, StopMode, StopOptions,
 };
 pub use provider::{
-    BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health,
-    WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, each_id_fails,
+    BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health, InstancePage,
+    PageRequest, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, each_id_fails,
 };
 
 /// Re-exported so providers implement [`CloudProvider`] with the same macro version.

@@ -26,7 +26,7 @@ use crate::middleware::{ProviderStack, RetryConfig};
 use crate::model::{
     InstanceFilter, InstanceId, InstanceInfo, ProviderInfo, StateChange, StopOptions,
 };
-use crate::provider::{BatchResults, CloudProvider, Health};
+use crate::provider::{BatchResults, CloudProvider, Health, InstancePage, PageRequest};
 
 /// Builds a provider when it is loaded. Implemented for every
 /// `Fn() -> impl Future<Output = Result<P>>` where `P: CloudProvider`.
@@ -337,6 +337,15 @@ impl CloudProvider for Leased {
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
         let lease = self.lease()?;
         lease.provider.list_instances(filter).await
+    }
+
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        let lease = self.lease()?;
+        lease.provider.list_instances_page(filter, page).await
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {

@@ -20,6 +20,80 @@ pub const DEFAULT_BATCH_CONCURRENCY: usize = 8;
 /// One result per id of a batch call, in the order the ids were given.
 pub type BatchResults = Vec<(InstanceId, Result<StateChange>)>;
 
+/// Which page of a listing to read: at most `size` instances, continuing where the page that
+/// gave `token` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PageRequest {
+    /// The most instances on the page (at least 1).
+    pub size: usize,
+    /// The previous page's [`InstancePage::next_token`]; `None` for the first page.
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    /// The first page of at most `size` instances (`0` is taken as `1`).
+    pub fn first(size: usize) -> Self {
+        PageRequest {
+            size: size.max(1),
+            token: None,
+        }
+    }
+
+    /// The page after the one that gave `token`.
+    pub fn after(size: usize, token: impl Into<String>) -> Self {
+        PageRequest {
+            size: size.max(1),
+            token: Some(token.into()),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct InstancePage {
+    /// The instances on this page, in the provider's order.
+    pub instances: Vec<InstanceInfo>,
+    /// Where the next page starts; `None` on the last page. Opaque: only the provider that
+    /// gave it reads it.
+    pub next_token: Option<String>,
+}
+
+impl InstancePage {
+    /// A page of `instances`, with the token of the next page if there is one.
+    pub fn new(instances: Vec<InstanceInfo>, next_token: Option<String>) -> Self {
+        InstancePage {
+            instances,
+            next_token,
+        }
+    }
+
+    /// Pages a whole listing by id: the instances after the token (an id), ordered by id, at
+    /// most `page.size`; the token of the next page is the last id on this one. What
+    /// [`CloudProvider::list_instances_page`] does by default, and a helper for providers whose
+    /// cloud cannot page. Ids added or removed between pages do not shift the pages.
+    pub fn by_id(mut instances: Vec<InstanceInfo>, page: &PageRequest) -> Result<Self> {
+        let after = page
+            .token
+            .as_deref()
+            .map(|token| {
+                InstanceId::new(token).map_err(|_| {
+                    Error::invalid_argument("the page token is not one this provider gave")
+                })
+            })
+            .transpose()?;
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(after) = &after {
+            instances.retain(|instance| &instance.id > after);
+        }
+        let size = page.size.max(1);
+        let next_token = (instances.len() > size).then(|| instances[size - 1].id.to_string());
+        instances.truncate(size);
+        Ok(InstancePage::new(instances, next_token))
+    }
+}
+
 /// The results of a batch that failed as a whole (a timeout, an unloaded provider, a refused
 /// request): `error` for each id, in order.
 pub fn each_id_fails(ids: &[InstanceId], error: &Error) -> BatchResults {
@@ -69,6 +143,18 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug {
 
     /// Lists the instances that match `filter`, across all pages.
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>>;
+
+    /// Lists one page of the instances that match `filter`. A cloud that pages natively
+    /// overrides this, so that reading N instances page by page costs about N / `page.size`
+    /// API calls. The default lists everything and pages it by id ([`InstancePage::by_id`]).
+    /// A page may hold fewer than `page.size` instances and still have a next one.
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        InstancePage::by_id(self.list_instances(filter).await?, page)
+    }
 
     /// Stops one instance as `opts` say. Stopping a stopped instance is `Ok` and changes nothing.
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange>;
@@ -128,6 +214,14 @@ impl<P: CloudProvider + ?Sized> CloudProvider for Arc<P> {
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
         (**self).list_instances(filter).await
+    }
+
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        (**self).list_instances_page(filter, page).await
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {

@@ -9,7 +9,8 @@ use google_cloud_compute_v1::client::Instances;
 use google_cloud_compute_v1::model::{Instance, Operation};
 use snoozebot_core::{
     Capabilities, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
-    InstanceState, ProviderInfo, Result, StateChange, StopMode, StopOptions,
+    InstancePage, InstanceState, PageRequest, ProviderInfo, Result, StateChange, StopMode,
+    StopOptions,
 };
 use tokio::sync::OnceCell;
 
@@ -339,68 +340,135 @@ impl GcpProvider {
         self.wait(name, at, operation).await
     }
 
+    /// Every instance of `zone` (or of every zone, aggregated) matching `expression`.
     async fn list_pages(
         &self,
         project: &str,
         zone: Option<&str>,
         expression: &str,
     ) -> Result<Vec<InstanceInfo>> {
-        let client = self.client().await?;
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let (instances, next) = match zone {
-                Some(zone) => {
-                    let mut request = client
-                        .list()
-                        .set_project(project)
-                        .set_zone(zone)
-                        .set_max_results(500u32);
-                    if !expression.is_empty() {
-                        request = request.set_filter(expression);
-                    }
-                    if let Some(token) = &token {
-                        request = request.set_page_token(token);
-                    }
-                    let page = request
-                        .send()
-                        .await
-                        .map_err(|error| client_error("instances.list", error))?;
-                    (page.items, page.next_page_token)
-                }
-                None => {
-                    let mut request = client
-                        .aggregated_list()
-                        .set_project(project)
-                        .set_max_results(500u32);
-                    if !expression.is_empty() {
-                        request = request.set_filter(expression);
-                    }
-                    if let Some(token) = &token {
-                        request = request.set_page_token(token);
-                    }
-                    let page = request
-                        .send()
-                        .await
-                        .map_err(|error| client_error("instances.aggregatedList", error))?;
-                    let instances = page
-                        .items
-                        .into_values()
-                        .flat_map(|scope| scope.instances)
-                        .collect();
-                    (instances, page.next_page_token)
-                }
-            };
-            found.extend(
-                instances
-                    .iter()
-                    .filter_map(|instance| instance_info(project, instance)),
-            );
-            match next.filter(|token| !token.is_empty()) {
+            let (instances, next) = self
+                .list_page(project, zone, expression, MAX_RESULTS, token.as_deref())
+                .await?;
+            found.extend(instances);
+            match next {
                 Some(next) => token = Some(next),
                 None => return Ok(found),
             }
         }
+    }
+
+    /// One `instances.list` (or `instances.aggregatedList` without a zone) request.
+    async fn list_page(
+        &self,
+        project: &str,
+        zone: Option<&str>,
+        expression: &str,
+        max_results: u32,
+        token: Option<&str>,
+    ) -> Result<(Vec<InstanceInfo>, Option<String>)> {
+        let client = self.client().await?;
+        let (instances, next) = match zone {
+            Some(zone) => {
+                let mut request = client
+                    .list()
+                    .set_project(project)
+                    .set_zone(zone)
+                    .set_max_results(max_results);
+                if !expression.is_empty() {
+                    request = request.set_filter(expression);
+                }
+                if let Some(token) = token {
+                    request = request.set_page_token(token);
+                }
+                let page = request
+                    .send()
+                    .await
+                    .map_err(|error| client_error("instances.list", error))?;
+                (page.items, page.next_page_token)
+            }
+            None => {
+                let mut request = client
+                    .aggregated_list()
+                    .set_project(project)
+                    .set_max_results(max_results);
+                if !expression.is_empty() {
+                    request = request.set_filter(expression);
+                }
+                if let Some(token) = token {
+                    request = request.set_page_token(token);
+                }
+                let page = request
+                    .send()
+                    .await
+                    .map_err(|error| client_error("instances.aggregatedList", error))?;
+                let instances = page
+                    .items
+                    .into_values()
+                    .flat_map(|scope| scope.instances)
+                    .collect();
+                (instances, page.next_page_token)
+            }
+        };
+        let found = instances
+            .iter()
+            .filter_map(|instance| instance_info(project, instance))
+            .collect();
+        Ok((found, next.filter(|token| !token.is_empty())))
+    }
+
+    fn listing_project(&self) -> Result<String> {
+        self.settings.project.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "listing needs a project: GcpProviderBuilder::project",
+            )
+            .with_provider(PROVIDER_NAME)
+        })
+    }
+}
+
+/// The most instances GCE returns per list request.
+const MAX_RESULTS: u32 = 500;
+
+/// Where a paged listing continues: the zone (its index among the configured zones; `0` for
+/// the aggregated list) and GCE's own page token in it. Written `INDEX:TOKEN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListCursor {
+    zone: usize,
+    token: Option<String>,
+}
+
+impl ListCursor {
+    fn parse(token: Option<&str>) -> Result<Self> {
+        let Some(token) = token else {
+            return Ok(ListCursor {
+                zone: 0,
+                token: None,
+            });
+        };
+        let (zone, gce) = token
+            .split_once(':')
+            .and_then(|(zone, gce)| Some((zone.parse().ok()?, gce)))
+            .ok_or_else(|| {
+                Error::invalid_argument("the page token is not one this provider gave")
+                    .with_provider(PROVIDER_NAME)
+            })?;
+        Ok(ListCursor {
+            zone,
+            token: (!gce.is_empty()).then(|| gce.to_owned()),
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{}:{}",
+            self.zone,
+            self.token.as_deref().unwrap_or_default()
+        )
     }
 }
 
@@ -443,13 +511,7 @@ impl CloudProvider for GcpProvider {
     }
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
-        let project = self.settings.project.clone().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                "listing needs a project: GcpProviderBuilder::project",
-            )
-            .with_provider(PROVIDER_NAME)
-        })?;
+        let project = self.listing_project()?;
         let expression = filter_expression(filter);
         let mut found = Vec::new();
         if self.settings.zones.is_empty() {
@@ -462,6 +524,54 @@ impl CloudProvider for GcpProvider {
         found.retain(|info| filter.matches(info));
         found.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(found)
+    }
+
+    /// One GCE list request per page (`maxResults` = the page size, up to 500), zone after
+    /// zone when zones are configured; GCE's order, not sorted.
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        let project = self.listing_project()?;
+        let cursor = ListCursor::parse(page.token.as_deref())?;
+        let zone = if self.settings.zones.is_empty() {
+            if cursor.zone != 0 {
+                return Err(Error::invalid_argument(
+                    "the page token is not one this provider gave",
+                )
+                .with_provider(PROVIDER_NAME));
+            }
+            None
+        } else {
+            Some(self.settings.zones.get(cursor.zone).ok_or_else(|| {
+                Error::invalid_argument("the page token is not one this provider gave")
+                    .with_provider(PROVIDER_NAME)
+            })?)
+        };
+        let max_results = u32::try_from(page.size.clamp(1, MAX_RESULTS as usize)).unwrap_or(1);
+        let (mut found, next) = self
+            .list_page(
+                &project,
+                zone.map(String::as_str),
+                &filter_expression(filter),
+                max_results,
+                cursor.token.as_deref(),
+            )
+            .await?;
+        found.retain(|info| filter.matches(info));
+        let next = match next {
+            Some(token) => Some(ListCursor {
+                zone: cursor.zone,
+                token: Some(token),
+            }),
+            None if cursor.zone + 1 < self.settings.zones.len() => Some(ListCursor {
+                zone: cursor.zone + 1,
+                token: None,
+            }),
+            None => None,
+        };
+        Ok(InstancePage::new(found, next.map(|cursor| cursor.encode())))
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
@@ -510,6 +620,26 @@ impl CloudProvider for GcpProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_cursors_round_trip_and_bad_ones_are_invalid_arguments() {
+        for cursor in [
+            ListCursor {
+                zone: 0,
+                token: None,
+            },
+            ListCursor {
+                zone: 2,
+                token: Some("Cg0KC2luc3RhbmNlLTE:x".to_owned()),
+            },
+        ] {
+            assert_eq!(ListCursor::parse(Some(&cursor.encode())).unwrap(), cursor);
+        }
+        for bad in ["", "zone", "x:token", "-1:token"] {
+            let error = ListCursor::parse(Some(bad)).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        }
+    }
 
     #[test]
     fn each_action_names_its_own_method() {

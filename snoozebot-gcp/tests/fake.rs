@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snoozebot_core::{
-    CloudProvider, ErrorKind, InstanceFilter, InstanceId, ProviderBuilder, RetryConfig, StopOptions,
+    CloudProvider, ErrorKind, InstanceFilter, InstanceId, PageRequest, ProviderBuilder,
+    RetryConfig, StopOptions,
 };
 use snoozebot_gcp::GcpProviderBuilder;
 use snoozebot_testkit::conformance::{self, Fixture};
@@ -114,6 +115,59 @@ async fn listing_1000_instances_over_3_zones_reads_every_page() {
     assert_eq!(listed.len(), 1000);
     // 500 a page: at least two aggregated pages.
     assert!(fake.request_count() - before >= 2);
+}
+
+/// Pages through `provider`'s listing at 100 a page; returns the ids and the GCE requests made.
+async fn page_through(provider: &dyn CloudProvider, fake: &FakeGce) -> (Vec<InstanceId>, usize) {
+    let before = fake.request_count();
+    let mut ids = Vec::new();
+    let mut page = PageRequest::first(100);
+    for _ in 0..100 {
+        let answer = provider
+            .list_instances_page(&InstanceFilter::new(), &page)
+            .await
+            .unwrap();
+        ids.extend(answer.instances.into_iter().map(|info| info.id));
+        match answer.next_token {
+            Some(token) => page = PageRequest::after(100, token),
+            None => break,
+        }
+    }
+    (ids, fake.request_count() - before)
+}
+
+#[tokio::test]
+async fn paging_1000_instances_costs_one_gce_request_per_page() {
+    let fake = FakeGce::start().await;
+    for n in 0..1000 {
+        let zone = ["us-central1-a", "us-east1-b", "europe-west1-b"][n % 3];
+        fake.add_instance("proj", zone, &format!("vm-{n:04}"), "RUNNING", &[]);
+    }
+    // Aggregated over every zone: ten pages of 100, ten requests.
+    let (mut ids, requests) = page_through(&provider(&fake), &fake).await;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+    assert!((10..=11).contains(&requests), "{requests} requests");
+
+    // Zone by zone (334 + 333 + 333): four pages each at most, one request a page.
+    let zoned = GcpProviderBuilder::new()
+        .project("proj")
+        .zones(["us-central1-a", "us-east1-b", "europe-west1-b"])
+        .endpoint(fake.endpoint())
+        .anonymous()
+        .build();
+    let (mut ids, requests) = page_through(&zoned, &fake).await;
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+    assert!((12..=13).contains(&requests), "{requests} requests");
+
+    let error = zoned
+        .list_instances_page(&InstanceFilter::new(), &PageRequest::after(100, "7:x"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
 }
 
 async fn get_fails_with(status: u16, reason: &str, expected: ErrorKind) {

@@ -19,7 +19,8 @@ use snoozebot_core::CloudProvider;
 use snoozebot_core::manager::{DiscoveredProvider, LoadOptions, LoadedProvider, PluginManager};
 use snoozebot_core::{Error, ErrorKind};
 use snoozebot_core::{
-    InstanceFilter, InstanceId, InstanceInfo, InstanceState, StateChange, StopMode, StopOptions,
+    InstanceFilter, InstanceId, InstanceInfo, InstanceState, PageRequest, StateChange, StopMode,
+    StopOptions,
 };
 
 /// Who is calling, as the auth layer found: put in the request's extensions.
@@ -325,7 +326,7 @@ pub(crate) struct InstancePath {
 /// A page of instances.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct InstancePage {
-    /// The instances, ordered by id.
+    /// The instances, in the provider's order.
     instances: Vec<InstanceInfo>,
     /// Pass as `page_token` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -336,7 +337,7 @@ pub(crate) struct InstancePage {
 fn instance_query(
     pairs: Vec<(String, String)>,
     limits: Limits,
-) -> Result<(InstanceFilter, usize, Option<InstanceId>), ApiError> {
+) -> Result<(InstanceFilter, PageRequest), ApiError> {
     let mut filter = InstanceFilter::new();
     let mut page_size = limits.default_page_size;
     let mut after = None;
@@ -368,18 +369,23 @@ fn instance_query(
                     })?;
             }
             "page_token" => {
-                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                // The provider's own token, wrapped so that any token is URL-safe.
+                let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(value.as_bytes())
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .and_then(|id| InstanceId::new(id).ok())
+                    .filter(|token| !token.is_empty())
                     .ok_or_else(|| invalid("page_token is not one this API gave"))?;
-                after = Some(id);
+                after = Some(token);
             }
             other => return Err(invalid(format!("unknown query parameter {other:?}"))),
         }
     }
-    Ok((filter, page_size, after))
+    let page = match after {
+        Some(token) => PageRequest::after(page_size, token),
+        None => PageRequest::first(page_size),
+    };
+    Ok((filter, page))
 }
 
 /// `GET /api/providers/{name}/instances`.
@@ -388,7 +394,7 @@ fn instance_query(
     path = "/api/providers/{name}/instances",
     tag = TAG_INSTANCES,
     summary = "The provider's instances, filtered and paged",
-    description = "Pages are ordered by id; `page_token` continues after the last id of the previous page, so instances added or removed meanwhile do not shift the pages.",
+    description = "One page of the provider's own listing (one or a few cloud list calls, not the whole fleet): instances come in the provider's order, and `page_token` continues where the previous page ended. A page may hold fewer than `page_size` instances and still have a next one. Providers that cannot page natively order by id and continue after the last id, so instances added or removed meanwhile do not shift the pages.",
     params(
         ProviderPath,
         ("tag" = Option<Vec<String>>, Query, description = "KEY=VALUE; repeat for several, all must match", pattern = "^[^=]+=.*$"),
@@ -405,21 +411,14 @@ pub(crate) async fn list_instances(
     PathParams(ProviderPath { name }): PathParams<ProviderPath>,
     QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> ApiResult<InstancePage> {
-    let (filter, page_size, after) = instance_query(pairs, state.limits)?;
+    let (filter, page) = instance_query(pairs, state.limits)?;
     let provider = provider(&state, &name)?;
-    let mut instances = provider.list_instances(&filter).await?;
-    instances.sort_by(|a, b| a.id.cmp(&b.id));
-    if let Some(after) = &after {
-        instances.retain(|instance| &instance.id > after);
-    }
-    let next_page_token = (instances.len() > page_size).then(|| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(instances[page_size - 1].id.as_str())
-    });
-    instances.truncate(page_size);
+    let page = provider.list_instances_page(&filter, &page).await?;
     Ok(Json(InstancePage {
-        instances,
-        next_page_token,
+        instances: page.instances,
+        next_page_token: page
+            .next_token
+            .map(|token| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)),
     }))
 }
 

@@ -338,6 +338,57 @@ async fn the_document_is_openapi_3_1_and_served_as_generated() {
 }
 
 #[tokio::test]
+async fn paging_through_a_fleet_reads_one_provider_page_per_api_page() {
+    let fleet = MockProvider::fleet(1_000);
+    let manager = Arc::new(PluginManager::new().with_stack(ProviderStack::new()));
+    let registered = fleet.clone();
+    manager
+        .register("big", move || {
+            let fleet = registered.clone();
+            async move { Ok(fleet) }
+        })
+        .unwrap();
+    manager.load("big").await.unwrap();
+    let mut keys = ApiKeys::new();
+    let reader = keys.generate(Role::Reader, "reader");
+    let router = snoozebot_rest::router(manager, keys);
+
+    let mut seen = Vec::new();
+    let mut uri = "/api/providers/big/instances?page_size=100".to_owned();
+    loop {
+        let request = Request::get(&uri)
+            .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let page: Value = serde_json::from_slice(&bytes).unwrap();
+        seen.extend(
+            page["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(token) => {
+                uri = format!("/api/providers/big/instances?page_size=100&page_token={token}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 1_000);
+    let calls = fleet.calls();
+    let count = |operation| calls.iter().filter(|c| c.operation == operation).count();
+    // Ten pages, one provider page each; the whole fleet is never listed.
+    assert_eq!(count(MockOperation::ListPage), 10);
+    assert_eq!(count(MockOperation::List), 0);
+}
+
+#[tokio::test]
 async fn calls_go_through_the_managers_middleware_so_throttling_is_retried() {
     let stack = ProviderStack::new().retry(
         RetryConfig::default().with_backoff(Duration::from_millis(1), Duration::from_millis(5)),

@@ -18,8 +18,8 @@
 use std::time::Duration;
 
 use snoozebot_core::{
-    CloudProvider, CloudProviderExt, ErrorKind, InstanceFilter, InstanceId, InstanceState, Result,
-    StopMode, StopOptions,
+    CloudProvider, CloudProviderExt, ErrorKind, InstanceFilter, InstanceId, InstanceState,
+    PageRequest, Result, StopMode, StopOptions,
 };
 
 /// What the suite needs to know about the fleet behind the provider under test.
@@ -105,6 +105,7 @@ pub async fn run(provider: &dyn CloudProvider, fixture: &Fixture) {
     dry_run_changes_nothing(provider, fixture).await;
     stop_then_start_is_idempotent(provider, fixture).await;
     list_filters_by_tag_state_and_name(provider, fixture).await;
+    pages_cover_the_listing_once(provider, fixture).await;
     batch_keeps_order_and_isolates_failures(provider, fixture).await;
     waiters_return_fail_and_time_out(provider, fixture).await;
     terminated_is_invalid_state(provider, fixture).await;
@@ -401,6 +402,50 @@ pub async fn list_filters_by_tag_state_and_name(provider: &dyn CloudProvider, fi
             );
         }
     }
+}
+
+/// Reading the tagged instances page by page (pages of 2) gives each listed instance exactly
+/// once, no page is larger than asked for, and the last page says so.
+pub async fn pages_cover_the_listing_once(provider: &dyn CloudProvider, fixture: &Fixture) {
+    let check = "pages_cover_the_listing_once";
+    let (key, value) = &fixture.tag;
+    let filter = InstanceFilter::new().with_tag(key, value);
+    let mut listed: Vec<InstanceId> = provider
+        .list_instances(&filter)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: list: {e}"))
+        .into_iter()
+        .map(|info| info.id)
+        .collect();
+    let mut paged = Vec::new();
+    let mut page = PageRequest::first(2);
+    // A bound on the pages, so a provider whose token never ends fails instead of hanging.
+    for _ in 0..=listed.len() + 2 {
+        let answer = provider
+            .list_instances_page(&filter, &page)
+            .await
+            .unwrap_or_else(|e| panic!("{check}: page {page:?}: {e}"));
+        assert!(
+            answer.instances.len() <= 2,
+            "{check}: a page of {} for a page size of 2",
+            answer.instances.len()
+        );
+        paged.extend(answer.instances.into_iter().map(|info| info.id));
+        match answer.next_token {
+            Some(token) => page = PageRequest::after(2, token),
+            None => break,
+        }
+    }
+    listed.sort();
+    let mut sorted = paged.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        paged.len(),
+        "{check}: an instance came twice: {paged:?}"
+    );
+    assert_eq!(sorted, listed, "{check}: the pages are not the listing");
 }
 
 /// A batch with a missing id in the middle: one result per id, in order; the good ids succeed.

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use snoozebot_core::{
     Capabilities, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
-    InstanceState, ProviderInfo, Result, StateChange, StopMode, StopOptions,
+    InstancePage, InstanceState, PageRequest, ProviderInfo, Result, StateChange, StopMode,
+    StopOptions,
 };
 use tokio::time::Instant;
 
@@ -23,6 +24,8 @@ pub enum MockOperation {
     Get,
     /// `list_instances`.
     List,
+    /// `list_instances_page`: one page, read natively.
+    ListPage,
     /// `stop_instance` (and each id of `stop_instances`).
     Stop,
     /// `start_instance` (and each id of `start_instances`).
@@ -541,6 +544,39 @@ impl CloudProvider for MockProvider {
                 .filter(|instance| filter.matches(&instance.info))
                 .map(|instance| instance.info.clone())
                 .collect())
+        })
+        .await
+    }
+
+    /// Pages natively, by id, as a cloud with page tokens does: one call per page.
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        let after = page
+            .token
+            .as_deref()
+            .map(|token| {
+                InstanceId::new(token).map_err(|_| {
+                    Error::invalid_argument("the page token is not one this provider gave")
+                        .with_provider(self.fleet.name.clone())
+                })
+            })
+            .transpose()?;
+        self.call(MockOperation::ListPage, None, |instances| {
+            let size = page.size.max(1);
+            let mut matching = instances
+                .iter()
+                .filter(|(id, _)| after.as_ref().is_none_or(|after| *id > after))
+                .filter(|(_, instance)| filter.matches(&instance.info))
+                .map(|(_, instance)| instance.info.clone());
+            let found: Vec<_> = matching.by_ref().take(size).collect();
+            let next = match (found.last(), matching.next()) {
+                (Some(last), Some(_)) => Some(last.id.to_string()),
+                _ => None,
+            };
+            Ok(InstancePage::new(found, next))
         })
         .await
     }

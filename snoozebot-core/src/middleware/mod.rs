@@ -50,7 +50,9 @@ use crate::error::{Error, Result};
 use crate::model::{
     InstanceFilter, InstanceId, InstanceInfo, ProviderInfo, StateChange, StopOptions,
 };
-use crate::provider::{BatchResults, CloudProvider, Health, each_id_fails};
+use crate::provider::{
+    BatchResults, CloudProvider, Health, InstancePage, PageRequest, each_id_fails,
+};
 
 /// One provider call, as a request value.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub enum ProviderRequest {
     GetInstance(InstanceId),
     /// [`CloudProvider::list_instances`].
     ListInstances(InstanceFilter),
+    /// [`CloudProvider::list_instances_page`].
+    ListInstancesPage(InstanceFilter, PageRequest),
     /// [`CloudProvider::stop_instance`].
     StopInstance(InstanceId, StopOptions),
     /// [`CloudProvider::start_instance`].
@@ -76,6 +80,7 @@ impl ProviderRequest {
         match self {
             ProviderRequest::GetInstance(_) => "get_instance",
             ProviderRequest::ListInstances(_) => "list_instances",
+            ProviderRequest::ListInstancesPage(..) => "list_instances_page",
             ProviderRequest::StopInstance(..) => "stop_instance",
             ProviderRequest::StartInstance(_) => "start_instance",
             ProviderRequest::StopInstances(..) => "stop_instances",
@@ -177,6 +182,8 @@ pub enum ProviderResponse {
     Instance(InstanceInfo),
     /// From [`ProviderRequest::ListInstances`].
     Instances(Vec<InstanceInfo>),
+    /// From [`ProviderRequest::ListInstancesPage`].
+    Page(InstancePage),
     /// From [`ProviderRequest::StopInstance`] and [`ProviderRequest::StartInstance`].
     StateChange(StateChange),
     /// From batch requests: one result per id, in order.
@@ -188,6 +195,7 @@ impl ProviderResponse {
         match self {
             ProviderResponse::Instance(_) => "an instance",
             ProviderResponse::Instances(_) => "a list of instances",
+            ProviderResponse::Page(_) => "a page of instances",
             ProviderResponse::StateChange(_) => "a state change",
             ProviderResponse::Batch(_) => "batch results",
         }
@@ -225,6 +233,9 @@ impl Service<ProviderRequest> for ProviderService {
                 }
                 ProviderRequest::ListInstances(filter) => {
                     ProviderResponse::Instances(provider.list_instances(&filter).await?)
+                }
+                ProviderRequest::ListInstancesPage(filter, page) => {
+                    ProviderResponse::Page(provider.list_instances_page(&filter, &page).await?)
                 }
                 ProviderRequest::StopInstance(id, opts) => {
                     ProviderResponse::StateChange(provider.stop_instance(&id, &opts).await?)
@@ -321,6 +332,23 @@ impl CloudProvider for ServiceProvider {
         {
             ProviderResponse::Instances(list) => Ok(list),
             other => Err(unexpected_response("a list of instances", &other)),
+        }
+    }
+
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        match self
+            .call(ProviderRequest::ListInstancesPage(
+                filter.clone(),
+                page.clone(),
+            ))
+            .await?
+        {
+            ProviderResponse::Page(page) => Ok(page),
+            other => Err(unexpected_response("a page of instances", &other)),
         }
     }
 

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use snoozebot_core::{
     BatchResults, CloudProvider, Error, ErrorKind, Health, InstanceFilter, InstanceId,
-    InstanceInfo, ProviderInfo, Result, StateChange, StopOptions, each_id_fails,
+    InstanceInfo, InstancePage, PageRequest, ProviderInfo, Result, StateChange, StopOptions,
+    each_id_fails,
 };
 
 use super::PluginConfig;
@@ -18,7 +19,7 @@ use crate::PluginAddress;
 use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
 use crate::wire::{
     batch_from_wire, change_from_wire, filter_to_wire, instance_from_wire, options_to_wire,
-    status_to_error,
+    page_to_wire, status_to_error,
 };
 
 /// A provider served by a plugin executable, supervised.
@@ -193,6 +194,39 @@ impl CloudProvider for PluginClient {
             .into_iter()
             .map(instance_from_wire)
             .collect()
+    }
+
+    /// `ListInstancesPage` on the plugin; a plugin without it (`UNIMPLEMENTED`, e.g. a Go
+    /// plugin built on an older proto) is paged by id over `ListInstances`.
+    async fn list_instances_page(
+        &self,
+        filter: &InstanceFilter,
+        page: &PageRequest,
+    ) -> Result<InstancePage> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let (page_size, page_token) = page_to_wire(page);
+        let answer = client
+            .list_instances_page(pb::ListInstancesPageRequest {
+                filter: Some(filter_to_wire(filter)),
+                page_size,
+                page_token,
+            })
+            .await;
+        let response = match answer {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                return InstancePage::by_id(self.list_instances(filter).await?, page);
+            }
+            Err(status) => return Err(self.error(&running, status)),
+        };
+        let instances = response
+            .instances
+            .into_iter()
+            .map(instance_from_wire)
+            .collect::<Result<Vec<_>>>()?;
+        let next = Some(response.next_page_token).filter(|token| !token.is_empty());
+        Ok(InstancePage::new(instances, next))
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {

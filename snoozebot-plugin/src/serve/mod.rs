@@ -29,7 +29,7 @@ use crate::wire::{
 use crate::wire::{LaunchIdentity, parse_host_cert};
 use crate::wire::{
     batch_to_wire, change_to_wire, error_to_status, filter_from_wire, id_from_wire, info_to_wire,
-    instance_to_wire, options_from_wire,
+    instance_to_wire, options_from_wire, page_from_wire,
 };
 use snoozebot_core::CloudProvider;
 use snoozebot_core::{Error, ErrorKind};
@@ -606,6 +606,24 @@ impl cloud_provider_server::CloudProvider for ProviderService {
             .map_err(status)?;
         Ok(Response::new(pb::ListInstancesResponse {
             instances: instances.iter().map(instance_to_wire).collect(),
+        }))
+    }
+
+    async fn list_instances_page(
+        &self,
+        request: Request<pb::ListInstancesPageRequest>,
+    ) -> Result<Response<pb::ListInstancesPageResponse>, Status> {
+        let request = request.into_inner();
+        let filter = filter_from_wire(request.filter);
+        let page = page_from_wire(request.page_size, request.page_token);
+        let page = self
+            .provider
+            .list_instances_page(&filter, &page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListInstancesPageResponse {
+            instances: page.instances.iter().map(instance_to_wire).collect(),
+            next_page_token: page.next_token.unwrap_or_default(),
         }))
     }
 

@@ -12,12 +12,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::proto::v1 as pb;
-use snoozebot_core::BatchResults;
 use snoozebot_core::{
-    Capabilities, InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo,
-    StateChange, StopMode, StopOptions,
+    BatchResults, Capabilities, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
+    InstanceState, PageRequest, ProviderInfo, Result, StateChange, StopMode, StopOptions,
 };
-use snoozebot_core::{Error, ErrorKind, Result};
 
 /// The `domain` of the `google.rpc.ErrorInfo` that carries an [`ErrorKind`] across the wire.
 pub const ERROR_DOMAIN: &str = "snoozebot.dev";
@@ -187,6 +185,24 @@ pub(crate) fn filter_from_wire(filter: Option<pb::InstanceFilter>) -> InstanceFi
     }
     model.name_prefix = filter.name_prefix;
     model
+}
+
+/// A page request from its wire fields: an empty token is the first page, a size of 0 is 1.
+pub(crate) fn page_from_wire(size: u32, token: String) -> PageRequest {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if token.is_empty() {
+        PageRequest::first(size)
+    } else {
+        PageRequest::after(size, token)
+    }
+}
+
+/// The wire fields of a page request: its size (saturating at `u32::MAX`) and token.
+pub(crate) fn page_to_wire(page: &PageRequest) -> (u32, String) {
+    (
+        u32::try_from(page.size).unwrap_or(u32::MAX),
+        page.token.clone().unwrap_or_default(),
+    )
 }
 
 pub(crate) fn options_to_wire(opts: &StopOptions) -> pb::StopOptions {
