@@ -18,7 +18,7 @@ use snoozebot_core::{Error, ErrorKind};
 /// | `AuthFailure`, `ExpiredToken`, `RequestExpired`, `InvalidClientTokenId`, `SignatureDoesNotMatch`, `MissingAuthenticationToken`, `UnrecognizedClientException` | `Unauthenticated` | bad, expired or missing credentials |
 /// | `InsufficientInstanceCapacity`, `InternalError`, `InternalFailure`, `Unavailable`, `ServiceUnavailable` | `Unavailable` | AWS-side, transient |
 /// | `UnsupportedOperation`, `UnsupportedHibernationConfiguration`, `UnsupportedInstanceType` | `Unsupported` | e.g. hibernating an instance set up without hibernation |
-/// | anything else | by HTTP status: 401 `Unauthenticated`, 403 `PermissionDenied`, 404 `NotFound`, 409 `InvalidState`, 429 `Throttled`, 5xx `Unavailable`, other 4xx `InvalidArgument`, else `Internal` | |
+/// | anything else | by HTTP status, as [`ErrorKind::from_http_status`] | |
 pub fn kind_for_code(code: &str, status: u16) -> ErrorKind {
     match code {
         "RequestLimitExceeded"
@@ -55,16 +55,7 @@ pub fn kind_for_code(code: &str, status: u16) -> ErrorKind {
         "UnsupportedOperation"
         | "UnsupportedHibernationConfiguration"
         | "UnsupportedInstanceType" => ErrorKind::Unsupported,
-        _ => match status {
-            401 => ErrorKind::Unauthenticated,
-            403 => ErrorKind::PermissionDenied,
-            404 => ErrorKind::NotFound,
-            409 => ErrorKind::InvalidState,
-            429 => ErrorKind::Throttled,
-            500..=599 => ErrorKind::Unavailable,
-            400..=499 => ErrorKind::InvalidArgument,
-            _ => ErrorKind::Internal,
-        },
+        _ => ErrorKind::from_http_status(status),
     }
 }
 

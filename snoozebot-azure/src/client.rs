@@ -30,6 +30,8 @@ use crate::model::VmRef;
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
 const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 
 /// A VM as ARM describes it, with what Snoozebot reads of it.
 #[derive(Debug, Clone, Deserialize)]
@@ -183,10 +185,14 @@ fn header<'a>(headers: &'a Headers, name: &HeaderName) -> Option<&'a str> {
     headers.get_optional_str(name)
 }
 
+/// How long ARM asked to wait: `retry-after-ms` or `x-ms-retry-after-ms` (milliseconds, what
+/// azure_core's own retry policy reads first), else `Retry-After` (seconds or an HTTP date).
 fn retry_after(headers: &Headers) -> Option<Duration> {
-    header(headers, &RETRY_AFTER)
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS]
+        .iter()
+        .find_map(|name| header(headers, name)?.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .or_else(|| header(headers, &RETRY_AFTER).and_then(snoozebot_core::parse_retry_after))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -316,7 +322,7 @@ impl ArmClient {
             operation,
             status,
             response.body().as_ref(),
-            header(response.headers(), &RETRY_AFTER),
+            retry_after(response.headers()),
         ))
     }
 
@@ -443,4 +449,38 @@ fn operation_error(operation: &str, error: &OperationError) -> Error {
         ),
     )
     .with_provider(PROVIDER_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> Headers {
+        let mut headers = Headers::new();
+        for (name, value) in pairs {
+            headers.insert(HeaderName::from_static(name), *value);
+        }
+        headers
+    }
+
+    #[test]
+    fn retry_after_prefers_the_millisecond_headers_then_reads_seconds_or_dates() {
+        let wait = |pairs| retry_after(&headers(pairs));
+        assert_eq!(
+            wait(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            wait(&[("x-ms-retry-after-ms", "1500")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(wait(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
+        assert_eq!(
+            wait(&[("retry-after", "Thu, 01 Jan 2015 00:00:00 GMT")]),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        assert_eq!(wait(&[("retry-after", "later")]), None);
+        assert_eq!(wait(&[]), None);
+    }
 }

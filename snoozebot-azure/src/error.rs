@@ -18,8 +18,8 @@ use snoozebot_core::{Error, ErrorKind};
 /// | `AuthorizationFailed`, `LinkedAuthorizationFailed`, `DisallowedOperation` | `PermissionDenied` |
 /// | `InvalidAuthenticationToken`, `InvalidAuthenticationTokenTenant`, `ExpiredAuthenticationToken`, `AuthenticationFailed` | `Unauthenticated` |
 /// | `InternalServerError`, `InternalExecutionError`, `ServiceUnavailable`, `AllocationFailed`, `ZonalAllocationFailed`, `OverconstrainedAllocationRequest` | `Unavailable` |
-/// | anything else | by HTTP status: 400 `InvalidArgument`, 401 `Unauthenticated`, 403 `PermissionDenied`, 404 `NotFound`, 409 `InvalidState`, 5xx `Unavailable`, else `Internal` |
-pub fn kind_for(code: &str, http_status: u16) -> ErrorKind {
+/// | anything else | by HTTP status, as [`ErrorKind::from_http_status`] |
+pub(crate) fn kind_for(code: &str, http_status: u16) -> ErrorKind {
     if http_status == 429 {
         return ErrorKind::Throttled;
     }
@@ -50,36 +50,25 @@ pub fn kind_for(code: &str, http_status: u16) -> ErrorKind {
         | "AllocationFailed"
         | "ZonalAllocationFailed"
         | "OverconstrainedAllocationRequest" => ErrorKind::Unavailable,
-        _ => match http_status {
-            400 => ErrorKind::InvalidArgument,
-            401 => ErrorKind::Unauthenticated,
-            403 => ErrorKind::PermissionDenied,
-            404 => ErrorKind::NotFound,
-            409 => ErrorKind::InvalidState,
-            500..=599 => ErrorKind::Unavailable,
-            _ => ErrorKind::Internal,
-        },
+        _ => ErrorKind::from_http_status(http_status),
     }
 }
 
-/// How long ARM asked to wait: the `Retry-After` header (seconds), or the pause its throttling
-/// message names (`Please try again after '1' seconds`).
-pub fn retry_after(header: Option<&str>, message: &str) -> Option<Duration> {
-    if let Some(seconds) = header.and_then(|value| value.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(seconds));
-    }
+/// The pause an ARM throttling message names (`Please try again after '1' seconds`), for
+/// answers without a retry header.
+fn retry_after_in_message(message: &str) -> Option<Duration> {
     let after = message.split("try again after '").nth(1)?;
     let seconds: u64 = after.split('\'').next()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds))
 }
 
-/// Maps an ARM error answer: `body` as returned, `status` its HTTP status, `retry_after_header`
-/// its `Retry-After`. `operation` names the call in the message.
-pub fn arm_error(
+/// Maps an ARM error answer: `body` as returned, `status` its HTTP status, `retry_after` what its
+/// headers asked for (see `client::retry_after`). `operation` names the call in the message.
+pub(crate) fn arm_error(
     operation: &str,
     status: u16,
     body: &[u8],
-    retry_after_header: Option<&str>,
+    retry_after: Option<Duration>,
 ) -> Error {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(|value| value.get("error"));
@@ -109,7 +98,7 @@ pub fn arm_error(
     )
     .with_provider(crate::PROVIDER_NAME);
     if kind == ErrorKind::Throttled
-        && let Some(after) = retry_after(retry_after_header, &message)
+        && let Some(after) = retry_after.or_else(|| retry_after_in_message(&message))
     {
         mapped = mapped.with_retry_after(after);
     }
@@ -140,7 +129,12 @@ mod tests {
         let exchange = fixture("error-throttled-429.json");
         let body = exchange["body"].to_string();
         let header = exchange["headers"]["Retry-After"].as_str();
-        let error = arm_error("virtualMachines.get", 429, body.as_bytes(), header);
+        let error = arm_error(
+            "virtualMachines.get",
+            429,
+            body.as_bytes(),
+            header.and_then(snoozebot_core::parse_retry_after),
+        );
         assert_eq!(error.kind(), ErrorKind::Throttled);
         assert_eq!(error.retry_after(), Some(Duration::from_secs(1200)));
         assert!(error.message().contains("OperationNotAllowed"), "{error}");

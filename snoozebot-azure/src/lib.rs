@@ -45,7 +45,6 @@ mod model;
 mod provider;
 
 pub use credential::StandardCredential;
-pub use error::{arm_error, kind_for, retry_after};
 pub use model::{VmRef, map_power_state};
 pub use provider::{API_VERSION, AzureProvider, AzureProviderBuilder, DEFAULT_ENDPOINT};
 

@@ -50,6 +50,43 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The kind an HTTP status means when the answer names no error code of its own: the
+    /// fallback every cloud crate uses after its own code table.
+    ///
+    /// | status | kind |
+    /// |---|---|
+    /// | 400, other 4xx | `InvalidArgument` |
+    /// | 401 | `Unauthenticated` |
+    /// | 403 | `PermissionDenied` |
+    /// | 404, 410 | `NotFound` |
+    /// | 408 | `Timeout` |
+    /// | 409, 412 | `InvalidState` |
+    /// | 429 | `Throttled` |
+    /// | 501 | `Unsupported` |
+    /// | 504 | `Timeout` |
+    /// | other 5xx | `Unavailable` |
+    /// | anything else (1xx–3xx, not a status) | `Internal` |
+    ///
+    /// ```
+    /// use snoozebot_core::ErrorKind;
+    /// assert_eq!(ErrorKind::from_http_status(429), ErrorKind::Throttled);
+    /// assert_eq!(ErrorKind::from_http_status(503), ErrorKind::Unavailable);
+    /// ```
+    pub fn from_http_status(status: u16) -> ErrorKind {
+        match status {
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::PermissionDenied,
+            404 | 410 => ErrorKind::NotFound,
+            408 | 504 => ErrorKind::Timeout,
+            409 | 412 => ErrorKind::InvalidState,
+            429 => ErrorKind::Throttled,
+            501 => ErrorKind::Unsupported,
+            400..=499 => ErrorKind::InvalidArgument,
+            500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
     /// Every kind, in declaration order.
     pub const ALL: [ErrorKind; 12] = [
         ErrorKind::NotFound,
@@ -236,9 +273,92 @@ impl fmt::Debug for Error {
     }
 }
 
+/// How long a `Retry-After` header value asks to wait: delta-seconds (`120`, also with a
+/// fraction, `1.5`) or an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`, measured from now; a date
+/// past is no wait). `None` for anything else, or a wait over a day (a broken header should not
+/// park a caller). The one parser the cloud crates and the middleware share.
+///
+/// ```
+/// use std::time::Duration;
+/// use snoozebot_core::parse_retry_after;
+/// assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+/// assert_eq!(parse_retry_after(" 0.25 "), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_retry_after("soon"), None);
+/// ```
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    parse_retry_after_at(
+        value,
+        chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()),
+    )
+}
+
+/// The longest wait a `Retry-After` is believed for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn parse_retry_after_at(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let seconds: f64 = value.parse().ok()?;
+        Duration::try_from_secs_f64(seconds).ok()?
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    };
+    (wait <= MAX_RETRY_AFTER).then_some(wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_refuses_the_rest() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let at = |value| parse_retry_after_at(value, now);
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            at("Wed, 21 Oct 2026 07:28:00 GMT"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(at("Wed, 21 Oct 2026 07:00:00 GMT"), Some(Duration::ZERO));
+        for bad in ["", "-1", "1e3", "soon", "1.2.3", "999999999"] {
+            assert_eq!(at(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn http_statuses_have_one_fallback_kind() {
+        let kinds: Vec<_> = [
+            400, 401, 403, 404, 408, 409, 412, 418, 429, 500, 501, 503, 504, 302,
+        ]
+        .map(ErrorKind::from_http_status)
+        .to_vec();
+        use ErrorKind::*;
+        assert_eq!(
+            kinds,
+            [
+                InvalidArgument,
+                Unauthenticated,
+                PermissionDenied,
+                NotFound,
+                Timeout,
+                InvalidState,
+                InvalidState,
+                InvalidArgument,
+                Throttled,
+                Unavailable,
+                Unsupported,
+                Unavailable,
+                Timeout,
+                Internal
+            ]
+        );
+    }
 
     #[test]
     fn only_throttled_unavailable_and_timeout_are_retryable() {

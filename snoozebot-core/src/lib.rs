@@ -56,13 +56,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backoff;
 mod error;
 pub mod manager;
 pub mod middleware;
 mod model;
 mod provider;
 
-pub use error::{Error, ErrorKind, Result};
+pub use backoff::Backoff;
+pub use error::{Error, ErrorKind, Result, parse_retry_after};
 pub use manager::{PluginManager, ProviderKind};
 pub use middleware::{BudgetConfig, ProviderBuilder, ProviderStack, RateLimiter, RetryConfig};
 pub use model::{
@@ -71,7 +73,7 @@ pub use model::{
 };
 pub use provider::{
     BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health, InstancePage,
-    PageRequest, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, each_id_fails,
+    PageRequest, WAIT_BACKOFF, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, each_id_fails,
 };
 
 /// Re-exported so providers implement [`CloudProvider`] with the same macro version.

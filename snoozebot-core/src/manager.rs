@@ -763,7 +763,7 @@ async fn build_with_retries(
                 return Ok(provider);
             }
             Err(error) if error.is_retryable() && attempt < options.retry.max_attempts => {
-                let delay = options.retry.backoff_ceiling(attempt);
+                let delay = options.retry.backoff.delay(attempt);
                 tracing::warn!(provider = name, attempt, error = %error, ?delay, "load failed; retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

@@ -9,6 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo, StateChange, StopOptions,
@@ -253,6 +254,9 @@ impl<P: CloudProvider + ?Sized> CloudProvider for Arc<P> {
 pub const WAIT_INITIAL_INTERVAL: Duration = Duration::from_millis(250);
 /// The longest pause between two polls of [`CloudProviderExt::wait_for_state`].
 pub const WAIT_MAX_INTERVAL: Duration = Duration::from_secs(10);
+/// The pauses between polls of [`CloudProviderExt::wait_for_state`]: [`WAIT_INITIAL_INTERVAL`]
+/// doubling up to [`WAIT_MAX_INTERVAL`].
+pub const WAIT_BACKOFF: Backoff = Backoff::new(WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL);
 
 /// Waiters for every [`CloudProvider`]; implemented for all of them, never by hand.
 ///
@@ -283,7 +287,7 @@ pub trait CloudProviderExt: CloudProvider {
         timeout: Duration,
     ) -> Result<InstanceInfo> {
         let deadline = Instant::now() + timeout;
-        let mut interval = WAIT_INITIAL_INTERVAL;
+        let mut pauses = WAIT_BACKOFF.delays();
         loop {
             let info = self.get_instance(id).await?;
             if info.state == target {
@@ -305,8 +309,8 @@ pub trait CloudProviderExt: CloudProvider {
                     ),
                 ));
             }
-            tokio::time::sleep(interval.min(deadline - now)).await;
-            interval = (interval * 2).min(WAIT_MAX_INTERVAL);
+            let pause = pauses.next().unwrap_or(WAIT_MAX_INTERVAL);
+            tokio::time::sleep(pause.min(deadline - now)).await;
         }
     }
 

@@ -27,7 +27,7 @@ fn normalized(reason: &str) -> String {
 /// | `authError`, `unauthorized`, `invalidCredentials` | `Unauthenticated` |
 /// | `rateLimitExceeded`, `userRateLimitExceeded`, `quotaExceeded` | `Throttled` |
 /// | `backendError`, `internalError`, `serviceUnavailable`, `zoneResourcePoolExhausted` | `Unavailable` |
-/// | anything else | by HTTP status: 400 `InvalidArgument`, 401 `Unauthenticated`, 403 `PermissionDenied`, 404 `NotFound`, 409/412 `InvalidState`, 429 `Throttled`, 5xx `Unavailable`, else `Internal` |
+/// | anything else | by HTTP status, as [`ErrorKind::from_http_status`] |
 pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
     // Reasons that say more than the status (a 403 quota error is throttling) come first.
     let by_reason = reason
@@ -57,16 +57,8 @@ pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
             | "zoneresourcepoolexhausted" => Some(ErrorKind::Unavailable),
             _ => None,
         });
-    by_reason.unwrap_or(match http_status {
-        Some(400) => ErrorKind::InvalidArgument,
-        Some(401) => ErrorKind::Unauthenticated,
-        Some(403) => ErrorKind::PermissionDenied,
-        Some(404) => ErrorKind::NotFound,
-        Some(409 | 412) => ErrorKind::InvalidState,
-        Some(429) => ErrorKind::Throttled,
-        Some(500..=599) => ErrorKind::Unavailable,
-        _ => ErrorKind::Internal,
-    })
+    by_reason
+        .unwrap_or_else(|| http_status.map_or(ErrorKind::Internal, ErrorKind::from_http_status))
 }
 
 /// The reason a GCE error message states, for clients that keep only the message: quota and

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use google_cloud_compute_v1::client::Instances;
 use google_cloud_compute_v1::model::{Instance, Operation};
 use snoozebot_core::{
-    Capabilities, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId, InstanceInfo,
-    InstancePage, InstanceState, PageRequest, ProviderInfo, Result, StateChange, StopMode,
-    StopOptions,
+    Backoff, Capabilities, CloudProvider, Error, ErrorKind, InstanceFilter, InstanceId,
+    InstanceInfo, InstancePage, InstanceState, PageRequest, ProviderInfo, Result, StateChange,
+    StopMode, StopOptions,
 };
 use tokio::sync::OnceCell;
 
@@ -95,8 +95,7 @@ fn client_error(operation: &str, error: google_cloud_compute_v1::Error) -> Error
         .http_headers()
         .and_then(|headers| headers.get("retry-after"))
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(snoozebot_core::parse_retry_after);
     let mapped = if let Some(detail) = error
         .http_payload()
         .and_then(|body| ErrorDetail::from_envelope(body))
@@ -268,7 +267,7 @@ impl GcpProvider {
     /// Follows a zone operation until it is done; its error becomes the call's.
     async fn wait(&self, name: &str, at: &InstanceRef, started: Operation) -> Result<()> {
         let mut operation = started;
-        let mut pause = Duration::from_millis(50);
+        let mut pauses = OPERATION_POLLS.delays();
         loop {
             let done = operation.status.as_ref().and_then(|status| status.name()) == Some("DONE");
             if done {
@@ -277,8 +276,7 @@ impl GcpProvider {
                     None => Ok(()),
                 };
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(pauses.next().unwrap_or(OPERATION_POLLS.max)).await;
             let op_name = operation.name.clone().unwrap_or_default();
             operation = self
                 .client()
@@ -430,6 +428,9 @@ impl GcpProvider {
         })
     }
 }
+
+/// The pauses between polls of a zone operation: 50 ms doubling up to 2 s.
+const OPERATION_POLLS: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
 
 /// The most instances GCE returns per list request.
 const MAX_RESULTS: u32 = 500;

@@ -23,6 +23,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::rng::{HasherRng, Rng};
 
 use super::{BatchItems, ProviderRequest, ProviderResponse};
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 
 /// How many times to try, and how long to wait in between.
@@ -34,12 +35,9 @@ use crate::error::{Error, Result};
 pub struct RetryConfig {
     /// Attempts in all, the first one included (`1` disables retries). Default 3.
     pub max_attempts: u32,
-    /// The backoff before the first retry. Default 1 s.
-    pub initial_backoff: Duration,
-    /// The longest backoff. Default 20 s.
-    pub max_backoff: Duration,
-    /// How much the backoff grows after each retry. Default 2.
-    pub multiplier: f64,
+    /// The backoff ceilings, retry by retry: each retry's delay is drawn uniformly below its
+    /// step's delay. Default 1 s doubling up to 20 s.
+    pub backoff: Backoff,
     /// No retry starts once this much time has passed since the first attempt began (and none
     /// whose wait would cross it). `None` means no limit. Default 60 s.
     pub max_elapsed: Option<Duration>,
@@ -51,9 +49,7 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             max_attempts: 3,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(20),
-            multiplier: 2.0,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(20)),
             max_elapsed: Some(Duration::from_secs(60)),
             budget: BudgetConfig::default(),
         }
@@ -69,18 +65,13 @@ impl RetryConfig {
 
     /// Sets the initial and the longest backoff.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_backoff = initial;
-        self.max_backoff = max.max(initial);
+        self.backoff = Backoff::new(initial, max).with_multiplier(self.backoff.multiplier);
         self
     }
 
     /// Sets how much the backoff grows after each retry (at least 1).
     pub fn with_multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = if multiplier.is_finite() {
-            multiplier.max(1.0)
-        } else {
-            1.0
-        };
+        self.backoff = self.backoff.with_multiplier(multiplier);
         self
     }
 
@@ -94,16 +85,6 @@ impl RetryConfig {
     pub fn with_budget(mut self, budget: BudgetConfig) -> Self {
         self.budget = budget;
         self
-    }
-
-    /// The backoff ceiling before retry number `retry` (1 for the first retry): the delay is
-    /// drawn uniformly below it.
-    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let exponent = retry.saturating_sub(1).min(64) as i32;
-        let ceiling = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exponent);
-        Duration::try_from_secs_f64(ceiling)
-            .unwrap_or(self.max_backoff)
-            .min(self.max_backoff)
     }
 }
 
@@ -231,7 +212,7 @@ impl RetryPolicy {
         if self.retries + 1 >= self.config.max_attempts {
             return None;
         }
-        let ceiling = self.config.backoff_ceiling(self.retries + 1);
+        let ceiling = self.config.backoff.delay(self.retries + 1);
         let mut delay = ceiling.mul_f64(self.jitter());
         if let Some(asked) = retry_after {
             delay = delay.max(asked);
@@ -331,14 +312,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_ceiling_grows_by_the_multiplier_up_to_the_max() {
+    fn the_default_ceilings_are_1_s_doubling_to_20_s() {
         let config = RetryConfig::default();
-        let ceilings: Vec<_> = (1..=7).map(|n| config.backoff_ceiling(n)).collect();
+        let ceilings: Vec<_> = config.backoff.delays().take(7).collect();
         assert_eq!(
             ceilings,
             [1, 2, 4, 8, 16, 20, 20].map(Duration::from_secs).to_vec()
         );
-        assert_eq!(config.backoff_ceiling(u32::MAX), Duration::from_secs(20));
     }
 
     #[test]
@@ -347,7 +327,7 @@ mod tests {
             .with_multiplier(f64::NAN)
             .with_budget(BudgetConfig::new(Duration::ZERO, u32::MAX, -3.0));
         let policy = RetryPolicy::new(config);
-        assert_eq!(policy.config().multiplier, 1.0);
+        assert_eq!(policy.config().backoff.multiplier, 1.0);
         assert!(policy.budget().withdraw());
     }
 }

@@ -135,7 +135,7 @@ impl PluginClient {
                 ),
             )
             .with_provider(self.supervisor.name.clone())
-            .with_retry_after(self.supervisor.config.restart_backoff);
+            .with_retry_after(self.supervisor.config.restart_backoff.initial);
         }
         let error = status_to_error(&status);
         if error.provider().is_some() {

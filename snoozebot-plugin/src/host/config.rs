@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use snoozebot_core::Backoff;
+
 use super::TrustPolicy;
 use crate::APP_PROTOCOL_VERSION;
 
@@ -22,6 +24,9 @@ pub const DEFAULT_INHERITED_ENV: &[&str] = &[
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
 ];
+
+/// The longest wait between two restart attempts.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How to launch and supervise a plugin executable.
 #[derive(Debug, Clone)]
@@ -45,8 +50,8 @@ pub struct PluginConfig {
     /// Attempts to restart the plugin after it stopped unexpectedly, before giving up.
     /// Default 5.
     pub max_restarts: u32,
-    /// The backoff before the first restart, doubling up to 10 s. Default 200 ms.
-    pub restart_backoff: Duration,
+    /// The waits before restart attempts. Default 200 ms doubling up to 10 s.
+    pub restart_backoff: Backoff,
     /// Names of host environment variables the plugin inherits; a trailing `*` matches a prefix
     /// (`AWS_*`). Default: [`DEFAULT_INHERITED_ENV`].
     pub inherit_env: Vec<String>,
@@ -66,7 +71,7 @@ impl Default for PluginConfig {
             health_check_interval: Some(Duration::from_secs(5)),
             health_check_timeout: Duration::from_secs(2),
             max_restarts: 5,
-            restart_backoff: Duration::from_millis(200),
+            restart_backoff: Backoff::new(Duration::from_millis(200), MAX_RESTART_BACKOFF),
             inherit_env: DEFAULT_INHERITED_ENV
                 .iter()
                 .map(|name| (*name).to_owned())
@@ -102,10 +107,10 @@ impl PluginConfig {
         self
     }
 
-    /// Sets how many restarts in a row are tried, and the first backoff.
-    pub fn with_restarts(mut self, max_restarts: u32, backoff: Duration) -> Self {
+    /// Sets how many restarts in a row are tried, and the first wait (doubling up to 10 s).
+    pub fn with_restarts(mut self, max_restarts: u32, first_backoff: Duration) -> Self {
         self.max_restarts = max_restarts;
-        self.restart_backoff = backoff;
+        self.restart_backoff = Backoff::new(first_backoff, MAX_RESTART_BACKOFF);
         self
     }
 

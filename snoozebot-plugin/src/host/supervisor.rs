@@ -160,15 +160,16 @@ pub(super) async fn restart(supervisor: Weak<Supervisor>, crashed: Weak<Running>
             return;
         }
         *slot = Slot::Restarting {
-            next_attempt: Instant::now() + this.config.restart_backoff,
+            next_attempt: Instant::now() + this.config.restart_backoff.initial,
         };
     }
     tracing::warn!(plugin = %this.name, %reason, "plugin stopped unexpectedly; restarting");
-    let mut backoff = this.config.restart_backoff;
+    let mut waits = this.config.restart_backoff.delays();
     let mut attempt = 0;
     let mut last_error;
     loop {
         attempt += 1;
+        let backoff = waits.next().unwrap_or(this.config.restart_backoff.max);
         {
             let mut slot = this.slot();
             if let Slot::Restarting { next_attempt } = &mut *slot {
@@ -209,7 +210,6 @@ pub(super) async fn restart(supervisor: Weak<Supervisor>, crashed: Weak<Running>
         if attempt >= this.config.max_restarts {
             break;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
     let error = plugin_error(
         &this.name,
