@@ -372,6 +372,19 @@ impl CloudProvider for Leased {
         }
     }
 
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let lease = self.lease()?;
+        lease
+            .provider
+            .wait_for_operation(id, operation, timeout)
+            .await
+    }
+
     async fn health(&self) -> Health {
         match self.lease() {
             Ok(lease) => lease.provider.health().await,

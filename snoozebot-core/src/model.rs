@@ -409,6 +409,12 @@ pub struct StateChange {
     /// The stop mode actually applied (which may differ from the one asked for, e.g. after a
     /// hibernate fallback); `None` for a start.
     pub mode: Option<StopMode>,
+    /// The cloud's handle for the change it accepted and is carrying out (a GCE zone
+    /// operation, an ARM `Azure-AsyncOperation` monitor), for
+    /// [`CloudProvider::wait_for_operation`](crate::CloudProvider::wait_for_operation);
+    /// `None` where the cloud has none or nothing was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 impl StateChange {
@@ -419,7 +425,14 @@ impl StateChange {
             previous,
             current,
             mode: None,
+            operation: None,
         }
+    }
+
+    /// Keeps the cloud's handle for the change it accepted.
+    pub fn with_operation(mut self, operation: impl Into<String>) -> Self {
+        self.operation = Some(operation.into());
+        self
     }
 
     /// Records the stop mode that was applied.

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo, StateChange, StopOptions,
+    InstanceFilter, InstanceId, InstanceInfo, InstanceState, ProviderInfo, StateChange, StopMode,
+    StopOptions,
 };
 
 /// How many single calls the default batch methods run at once.
@@ -157,11 +158,33 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug {
         InstancePage::by_id(self.list_instances(filter).await?, page)
     }
 
-    /// Stops one instance as `opts` say. Stopping a stopped instance is `Ok` and changes nothing.
+    /// Stops one instance as `opts` say, and returns once the cloud has accepted the change
+    /// (`current` is then usually `Stopping`, with the cloud's [`StateChange::operation`] where
+    /// it has one), not once it is carried out: a call's time limit then never cuts a stop the
+    /// cloud is already doing, which a retry would send again.
+    /// [`CloudProviderExt::stop_and_wait`] follows it to the end. Stopping a stopped instance
+    /// is `Ok` and changes nothing.
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange>;
 
-    /// Starts one instance. Starting a running instance is `Ok` and changes nothing.
+    /// Starts one instance, returning once the cloud has accepted it (see
+    /// [`stop_instance`](Self::stop_instance)). Starting a running instance is `Ok` and changes
+    /// nothing.
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange>;
+
+    /// Follows a change the cloud accepted — the [`StateChange::operation`] a stop or start of
+    /// `id` returned — until the cloud has carried it out, at most `timeout`. The operation's
+    /// failure is the error ([`ErrorKind::Timeout`] past the limit). The default has nothing to
+    /// follow and returns at once; [`CloudProviderExt::stop_and_wait`] then watches the
+    /// instance's state.
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let _ = (id, operation, timeout);
+        Ok(())
+    }
 
     /// Stops many instances: one result per id, in the order given. A failing id does not keep
     /// the others from being stopped.
@@ -239,6 +262,15 @@ impl<P: CloudProvider + ?Sized> CloudProvider for Arc<P> {
 
     async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
         (**self).start_instances(ids).await
+    }
+
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        (**self).wait_for_operation(id, operation, timeout).await
     }
 
     async fn health(&self) -> Health {
@@ -322,20 +354,41 @@ pub trait CloudProviderExt: CloudProvider {
         opts: &StopOptions,
         timeout: Duration,
     ) -> Result<InstanceInfo> {
+        let deadline = Instant::now() + timeout;
         let change = self.stop_instance(id, opts).await?;
-        let target = match change.current {
-            InstanceState::Suspending | InstanceState::Suspended => InstanceState::Suspended,
+        let target = match (change.mode, change.current) {
+            (Some(StopMode::Suspend), _)
+            | (_, InstanceState::Suspending | InstanceState::Suspended) => InstanceState::Suspended,
             _ => InstanceState::Stopped,
         };
-        self.wait_for_state(id, target, timeout).await
+        self.follow(&change, deadline).await?;
+        self.wait_for_state(id, target, remaining(deadline)).await
     }
 
     /// Starts the instance and waits until it is running.
     async fn start_and_wait(&self, id: &InstanceId, timeout: Duration) -> Result<InstanceInfo> {
-        self.start_instance(id).await?;
-        self.wait_for_state(id, InstanceState::Running, timeout)
+        let deadline = Instant::now() + timeout;
+        let change = self.start_instance(id).await?;
+        self.follow(&change, deadline).await?;
+        self.wait_for_state(id, InstanceState::Running, remaining(deadline))
             .await
+    }
+
+    /// Follows `change`'s operation, if it has one, until `deadline`.
+    async fn follow(&self, change: &StateChange, deadline: Instant) -> Result<()> {
+        match &change.operation {
+            Some(operation) => {
+                self.wait_for_operation(&change.id, operation, remaining(deadline))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 }
 
 impl<P: CloudProvider + ?Sized> CloudProviderExt for P {}
+
+/// What is left until `deadline` (zero once past).
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}

@@ -13,6 +13,7 @@ use snoozebot_core::{
     StopMode, StopOptions,
 };
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::PROVIDER_NAME;
 use crate::error::ErrorDetail;
@@ -264,34 +265,76 @@ impl GcpProvider {
         })
     }
 
-    /// Follows a zone operation until it is done; its error becomes the call's.
-    async fn wait(&self, name: &str, at: &InstanceRef, started: Operation) -> Result<()> {
-        let mut operation = started;
+    /// Follows the zone operation `name` of `at`'s zone until it is done, at most `timeout`;
+    /// its error becomes the call's.
+    async fn follow_operation(
+        &self,
+        at: &InstanceRef,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         let mut pauses = OPERATION_POLLS.delays();
         loop {
-            let done = operation.status.as_ref().and_then(|status| status.name()) == Some("DONE");
-            if done {
-                return match operation_error(name, &operation) {
-                    Some(error) => Err(error),
-                    None => Ok(()),
-                };
-            }
-            tokio::time::sleep(pauses.next().unwrap_or(OPERATION_POLLS.max)).await;
-            let op_name = operation.name.clone().unwrap_or_default();
-            operation = self
+            let operation = self
                 .client()
                 .await?
                 .get_operation()
                 .set_project(&at.project)
                 .set_zone(&at.zone)
-                .set_operation(op_name)
+                .set_operation(name)
                 .send()
                 .await
                 .map_err(|error| client_error("zoneOperations.get", error))?;
+            if is_done(&operation) {
+                return match operation_error(name, &operation) {
+                    Some(error) => Err(error),
+                    None => Ok(()),
+                };
+            }
+            let pause = pauses.next().unwrap_or(OPERATION_POLLS.max);
+            if Instant::now() + pause > deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("operation {name} was not done within {timeout:?}"),
+                )
+                .with_provider(PROVIDER_NAME));
+            }
+            tokio::time::sleep(pause).await;
         }
     }
 
-    async fn mutate(&self, action: Action, at: &InstanceRef) -> Result<()> {
+    /// Sends `action` and returns once GCE accepted it: the state it is heading into and the
+    /// operation's name, or its settled state if the operation was done at once. An operation
+    /// that failed at once is the error.
+    async fn accept(
+        &self,
+        action: Action,
+        at: &InstanceRef,
+    ) -> Result<(InstanceState, Option<String>)> {
+        let operation = self.mutate(action, at).await?;
+        let (moving, settled) = action.states();
+        if is_done(&operation) {
+            return match operation_error(action.method(), &operation) {
+                Some(error) => Err(error),
+                None => Ok((settled, None)),
+            };
+        }
+        let name = operation
+            .name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "{} answered an operation without a name",
+                    action.method()
+                ))
+                .with_provider(PROVIDER_NAME)
+            })?;
+        Ok((moving, Some(name)))
+    }
+
+    async fn mutate(&self, action: Action, at: &InstanceRef) -> Result<Operation> {
         let client = self.client().await?;
         let sent = match action {
             Action::Stop => {
@@ -333,9 +376,7 @@ impl GcpProvider {
                     .await
             }
         };
-        let name = action.method();
-        let operation = sent.map_err(|error| client_error(name, error))?;
-        self.wait(name, at, operation).await
+        sent.map_err(|error| client_error(action.method(), error))
     }
 
     /// Every instance of `zone` (or of every zone, aggregated) matching `expression`.
@@ -473,6 +514,10 @@ impl ListCursor {
     }
 }
 
+fn is_done(operation: &Operation) -> bool {
+    operation.status.as_ref().and_then(|status| status.name()) == Some("DONE")
+}
+
 /// The instance methods that change power state. An enum, so that no action name can fall
 /// through to another method (a mistyped string once meant `start`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,6 +529,15 @@ enum Action {
 }
 
 impl Action {
+    /// The state an instance is in while the action runs, and after.
+    fn states(self) -> (InstanceState, InstanceState) {
+        match self {
+            Action::Stop => (InstanceState::Stopping, InstanceState::Stopped),
+            Action::Suspend => (InstanceState::Suspending, InstanceState::Suspended),
+            Action::Resume | Action::Start => (InstanceState::Pending, InstanceState::Running),
+        }
+    }
+
     /// The API method, as error messages and operation errors name it.
     fn method(self) -> &'static str {
         match self {
@@ -586,19 +640,15 @@ impl CloudProvider for GcpProvider {
             _ => (Action::Stop, StopMode::Stop),
         };
         let before = self.fetch(&at).await?;
-        let settled = match mode {
-            StopMode::Suspend => InstanceState::Suspended,
-            _ => InstanceState::Stopped,
-        };
-        if before.state != settled {
-            self.mutate(action, &at).await?;
+        if before.state == action.states().1 {
+            return Ok(StateChange::new(before.id, before.state, before.state).with_mode(mode));
         }
-        let after = if before.state == settled {
-            before.state
-        } else {
-            self.fetch(&at).await?.state
-        };
-        Ok(StateChange::new(before.id, before.state, after).with_mode(mode))
+        let (current, operation) = self.accept(action, &at).await?;
+        let change = StateChange::new(before.id, before.state, current).with_mode(mode);
+        Ok(match operation {
+            Some(operation) => change.with_operation(operation),
+            None => change,
+        })
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
@@ -612,9 +662,24 @@ impl CloudProvider for GcpProvider {
         } else {
             Action::Start
         };
-        self.mutate(action, &at).await?;
-        let after = self.fetch(&at).await?;
-        Ok(StateChange::new(before.id, before.state, after.state))
+        let (current, operation) = self.accept(action, &at).await?;
+        let change = StateChange::new(before.id, before.state, current);
+        Ok(match operation {
+            Some(operation) => change.with_operation(operation),
+            None => change,
+        })
+    }
+
+    /// Follows the zone operation a stop or start returned (`StateChange::operation`), at
+    /// 50 ms doubling to 2 s between polls, until `timeout`.
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let at = self.locate(id)?;
+        self.follow_operation(&at, operation, timeout).await
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snoozebot_core::{
-    CloudProvider, ErrorKind, InstanceFilter, InstanceId, PageRequest, ProviderBuilder,
-    RetryConfig, StopOptions,
+    CloudProvider, CloudProviderExt, ErrorKind, InstanceFilter, InstanceId, InstanceState,
+    PageRequest, ProviderBuilder, RetryConfig, StopOptions,
 };
 use snoozebot_gcp::GcpProviderBuilder;
 use snoozebot_testkit::conformance::{self, Fixture};
@@ -66,21 +66,88 @@ async fn conformance_through_the_middleware() {
 }
 
 #[tokio::test]
-async fn a_stop_whose_operation_fails_reports_the_operation_error() {
+async fn a_stop_whose_operation_fails_reports_the_operation_error_when_followed() {
     let fake = fleet().await;
     fake.fail_next_operation(
         "RESOURCE_NOT_READY",
         "The resource 'projects/proj/zones/us-central1-a/instances/web-1' is not ready",
     );
-    let err = provider(&fake)
-        .stop_instance(
-            &InstanceId::new("proj/us-central1-a/web-1").unwrap(),
-            &StopOptions::default(),
-        )
+    let provider = provider(&fake);
+    let id = InstanceId::new("proj/us-central1-a/web-1").unwrap();
+    // Accepted: the stop returns with GCE's operation, before it fails.
+    let change = provider
+        .stop_instance(&id, &StopOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(change.current, InstanceState::Stopping);
+    let operation = change.operation.clone().expect("a zone operation");
+    let err = provider
+        .wait_for_operation(&id, &operation, Duration::from_secs(10))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
     assert!(err.message().contains("RESOURCE_NOT_READY"), "{err}");
+
+    // stop_and_wait follows the operation, so it fails the same way.
+    fake.fail_next_operation("RESOURCE_NOT_READY", "not ready");
+    let err = provider
+        .stop_and_wait(&id, &StopOptions::default(), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
+}
+
+#[tokio::test]
+async fn an_operation_not_done_by_its_deadline_is_a_timeout() {
+    let fake = fleet().await;
+    fake.set_transition_time(Duration::from_secs(5));
+    let provider = provider(&fake);
+    let id = InstanceId::new("proj/us-central1-a/web-1").unwrap();
+    let change = provider
+        .stop_instance(&id, &StopOptions::default())
+        .await
+        .unwrap();
+    let err = provider
+        .wait_for_operation(
+            &id,
+            change.operation.as_deref().unwrap(),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
+
+/// The README's stack (retries, and a time limit per attempt) against operations that take
+/// longer than that limit: each stop and start is sent exactly once, and the waits succeed.
+#[tokio::test]
+async fn the_readme_stack_sends_each_stop_once_however_slow_the_operation() {
+    let fake = fleet().await;
+    // 1/30 of the README's 30 s per attempt, against operations of three times that.
+    fake.set_transition_time(Duration::from_secs(3));
+    let provider = ProviderBuilder::new(Arc::new(provider(&fake)))
+        .tracing()
+        .retry(RetryConfig::default())
+        .timeout(Duration::from_secs(1))
+        .build();
+    let id = InstanceId::new("proj/us-central1-a/web-1").unwrap();
+    let stopped = provider
+        .stop_and_wait(&id, &StopOptions::default(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(stopped.state, InstanceState::Stopped);
+    let started = provider
+        .start_and_wait(&id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(started.state, InstanceState::Running);
+    assert_eq!(
+        fake.mutations(),
+        [
+            "proj/us-central1-a/web-1:stop",
+            "proj/us-central1-a/web-1:start"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ struct Fleet {
     faults: VecDeque<(u16, String)>,
     failing_operations: VecDeque<(String, String)>,
     requests: usize,
+    mutations: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +355,9 @@ async fn mutate(
     if let Some(fault) = arrive(&mut fleet) {
         return fault;
     }
+    fleet
+        .mutations
+        .push(format!("{project}/{zone}/{name}:{action}"));
     let now = Instant::now();
     let transition = fleet.transition;
     let failure = fleet.failing_operations.pop_front();
@@ -557,5 +561,11 @@ impl FakeGce {
     /// How many requests arrived so far.
     pub fn request_count(&self) -> usize {
         lock(&self.state).requests
+    }
+
+    /// Every power action that arrived (after any scripted fault), in order, as
+    /// `project/zone/name:action` (`proj/us-central1-a/web-1:stop`).
+    pub fn mutations(&self) -> Vec<String> {
+        lock(&self.state).mutations.clone()
     }
 }

@@ -385,6 +385,19 @@ impl CloudProvider for ServiceProvider {
             .await
     }
 
+    /// Straight to the provider at the bottom of the stack: following an operation is a wait
+    /// with its own deadline, which a per-attempt time limit must not cut.
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        self.info_source
+            .wait_for_operation(id, operation, timeout)
+            .await
+    }
+
     /// The health of the provider at the bottom of the stack: health checks are not retried
     /// or limited.
     async fn health(&self) -> Health {

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use snoozebot_core::{
@@ -227,6 +228,30 @@ impl CloudProvider for PluginClient {
             .collect::<Result<Vec<_>>>()?;
         let next = Some(response.next_page_token).filter(|token| !token.is_empty());
         Ok(InstancePage::new(instances, next))
+    }
+
+    /// `WaitForOperation` on the plugin; one without it (`UNIMPLEMENTED`) has nothing to follow,
+    /// and the waiters watch the instance's state.
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let running = self.supervisor.running()?;
+        let mut client = running.provider.clone();
+        let answer = client
+            .wait_for_operation(pb::WaitForOperationRequest {
+                id: id.to_string(),
+                operation: operation.to_owned(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(()),
+            Err(status) => Err(self.error(&running, status)),
+        }
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {

@@ -627,6 +627,23 @@ impl cloud_provider_server::CloudProvider for ProviderService {
         }))
     }
 
+    async fn wait_for_operation(
+        &self,
+        request: Request<pb::WaitForOperationRequest>,
+    ) -> Result<Response<pb::WaitForOperationResponse>, Status> {
+        let request = request.into_inner();
+        let id = id_from_wire(request.id, ErrorKind::InvalidArgument).map_err(status)?;
+        self.provider
+            .wait_for_operation(
+                &id,
+                &request.operation,
+                Duration::from_millis(request.timeout_ms),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::WaitForOperationResponse {}))
+    }
+
     async fn stop_instance(
         &self,
         request: Request<pb::StopInstanceRequest>,

@@ -230,6 +230,7 @@ pub(crate) fn change_to_wire(change: &StateChange) -> pb::StateChange {
         previous: state_to_wire(change.previous),
         current: state_to_wire(change.current),
         mode: mode_to_wire(change.mode),
+        operation: change.operation.clone().unwrap_or_default(),
     }
 }
 
@@ -242,6 +243,7 @@ pub(crate) fn change_from_wire(change: pb::StateChange) -> Result<StateChange> {
     );
     model.mode = mode_from_wire(change.mode)
         .map_err(|error| Error::new(ErrorKind::Plugin, error.message().to_owned()))?;
+    model.operation = Some(change.operation).filter(|operation| !operation.is_empty());
     Ok(model)
 }
 
