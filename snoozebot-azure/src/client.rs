@@ -19,7 +19,7 @@ use azure_core::http::{
     RetryOptions, Url,
 };
 use serde::Deserialize;
-use snoozebot_core::{Error, ErrorKind, Result};
+use snoozebot_core::{Backoff, Error, ErrorKind, Result};
 use tokio::time::Instant;
 
 use crate::PROVIDER_NAME;
@@ -380,46 +380,107 @@ impl ArmClient {
         Ok(found)
     }
 
-    /// Sends a power action and follows its long-running operation to the end: through
-    /// `Azure-AsyncOperation` (its `status`), else `Location` (202 until done), pausing as
-    /// `Retry-After` says. A `Failed` or `Canceled` operation is its ARM error.
-    pub(crate) async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<()> {
+    /// Sends a power action and returns once ARM accepted it: the operation's monitor to
+    /// follow, or `None` when ARM answered it done (or gave no way to follow it; the VM's state
+    /// then tells).
+    pub(crate) async fn begin_power(
+        &self,
+        vm: &VmRef,
+        action: PowerAction,
+    ) -> Result<Option<Monitor>> {
         let (name, query) = action.path_and_query();
         let operation = format!("virtualMachines.{name}");
         let url = self.url(&format!("{}/{name}", vm.resource_id()), &query)?;
         let accepted = self.send(&operation, Method::Post, url).await?;
         if u16::from(accepted.status()) != 202 {
-            return Ok(());
+            return Ok(None);
         }
         let headers = accepted.headers();
-        let mut pause = retry_after(headers).unwrap_or(self.polling.interval);
-        let (monitor, by_status) = match (
+        let (by_status, url) = match (
             header(headers, &AZURE_ASYNC_OPERATION),
             header(headers, &LOCATION),
         ) {
-            (Some(url), _) => (self.returned_url(&operation, url)?, true),
-            (None, Some(url)) => (self.returned_url(&operation, url)?, false),
-            // Accepted without a way to follow it: the caller reads the VM's state.
-            (None, None) => return Ok(()),
+            (Some(url), _) => (true, self.returned_url(&operation, url)?),
+            (None, Some(url)) => (false, self.returned_url(&operation, url)?),
+            (None, None) => return Ok(None),
         };
-        let deadline = Instant::now() + self.polling.deadline;
+        Ok(Some(Monitor {
+            by_status,
+            url,
+            first_wait: retry_after(headers),
+        }))
+    }
+
+    /// Sends a power action and follows its operation to the end (within the polling
+    /// deadline): for a step that must finish before the next is sent.
+    pub(crate) async fn power(&self, vm: &VmRef, action: PowerAction) -> Result<()> {
+        match self.begin_power(vm, action).await? {
+            Some(monitor) => self.follow(&monitor, self.polling.deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The monitor a [`Monitor::handle`] names, checked to be on the endpoint's origin (a
+    /// handle may come back through a plugin host, and the bearer token goes where it points).
+    pub(crate) fn monitor(&self, handle: &str) -> Result<Monitor> {
+        let invalid = || {
+            Error::invalid_argument(format!("{handle:?} is not an operation this provider gave"))
+                .with_provider(PROVIDER_NAME)
+        };
+        let mut fields = handle.splitn(3, ' ');
+        let (Some(kind), Some(first_wait), Some(url)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(invalid());
+        };
+        let by_status = match kind {
+            "azure-asyncoperation" => true,
+            "location" => false,
+            _ => return Err(invalid()),
+        };
+        let first_wait = match first_wait {
+            "-" => None,
+            millis => Some(Duration::from_millis(
+                millis.parse().map_err(|_| invalid())?,
+            )),
+        };
+        let url = self.returned_url("operation", url).map_err(|_| invalid())?;
+        Ok(Monitor {
+            by_status,
+            url,
+            first_wait,
+        })
+    }
+
+    /// Follows an operation until it is done, at most `timeout`: through `Azure-AsyncOperation`
+    /// (its `status`), else `Location` (202 until done), pausing as `Retry-After` says, else
+    /// the poll interval. A `Failed` or `Canceled` operation is its ARM error.
+    pub(crate) async fn follow(&self, monitor: &Monitor, timeout: Duration) -> Result<()> {
+        let operation = "operation";
+        let deadline = Instant::now() + timeout;
+        let mut pauses = Backoff::constant(self.polling.interval).delays();
+        let mut asked = monitor.first_wait;
         loop {
+            let pause = asked
+                .take()
+                .unwrap_or_else(|| pauses.next().unwrap_or(self.polling.interval));
             if Instant::now() + pause > deadline {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
-                        "{operation} of {} still running after {:?}; it may yet finish",
-                        vm.resource_id(),
-                        self.polling.deadline
+                        "{} still running after {timeout:?}; it may yet finish",
+                        monitor.url
                     ),
                 )
                 .with_provider(PROVIDER_NAME));
             }
             tokio::time::sleep(pause).await;
-            let poll = self.send(&operation, Method::Get, monitor.clone()).await?;
-            pause = retry_after(poll.headers()).unwrap_or(self.polling.interval);
-            if by_status {
-                let status: OperationStatus = parse_json(&operation, &poll)?;
+            let poll = self
+                .send(operation, Method::Get, monitor.url.clone())
+                .await?;
+            asked = retry_after(poll.headers());
+            if monitor.by_status {
+                let status: OperationStatus = parse_json(operation, &poll)?;
                 match status.status.as_str() {
                     "Succeeded" => return Ok(()),
                     "Failed" | "Canceled" => {
@@ -427,7 +488,7 @@ impl ArmClient {
                             code: status.status.clone(),
                             message: format!("the operation ended {}", status.status),
                         });
-                        return Err(operation_error(&operation, &error));
+                        return Err(operation_error(operation, &error));
                     }
                     _ => {}
                 }
@@ -435,6 +496,32 @@ impl ArmClient {
                 return Ok(());
             }
         }
+    }
+}
+
+/// How a long-running ARM operation is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Monitor {
+    /// `Azure-AsyncOperation` (a status document) rather than `Location` (202 until done).
+    by_status: bool,
+    url: Url,
+    /// The `Retry-After` of the answer that accepted the operation.
+    first_wait: Option<Duration>,
+}
+
+impl Monitor {
+    /// The handle kept in `StateChange::operation`: `KIND FIRST-WAIT-MS URL`, e.g.
+    /// `azure-asyncoperation 4000 https://management.azure.com/...` (`-` for no first wait).
+    pub(crate) fn handle(&self) -> String {
+        let kind = if self.by_status {
+            "azure-asyncoperation"
+        } else {
+            "location"
+        };
+        let first_wait = self
+            .first_wait
+            .map_or_else(|| "-".to_owned(), |wait| wait.as_millis().to_string());
+        format!("{kind} {first_wait} {}", self.url)
     }
 }
 

@@ -29,9 +29,10 @@
 //!   with `allow_fallback`, a VM without hibernation is deallocated),
 //!   [`Stop`](snoozebot_core::StopMode::Stop) (`powerOff`: **still billed**). `force` skips
 //!   the guest shutdown. `Suspend` is `Unsupported`.
-//! - Each stop or start follows its long-running operation (`Azure-AsyncOperation`, else
-//!   `Location`, at ARM's `Retry-After`) and reports a failed operation's ARM code as a typed
-//!   error. The pipeline's own retries are off: wrap the provider in Snoozebot's retry layer.
+//! - A stop or start returns once ARM accepted it, with the operation's monitor in
+//!   `StateChange::operation`; `wait_for_operation` (and so `stop_and_wait`) follows it
+//!   (`Azure-AsyncOperation`, else `Location`, at ARM's `Retry-After`) and reports a failed
+//!   operation's ARM code as a typed error. The pipeline's own retries are off: wrap the provider in Snoozebot's retry layer.
 //!
 //! See the crate README for the RBAC actions needed and what each stop costs.
 #![cfg_attr(docsrs, feature(doc_cfg))]

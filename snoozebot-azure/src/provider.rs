@@ -14,7 +14,7 @@ use snoozebot_core::{
 };
 
 use crate::PROVIDER_NAME;
-use crate::client::{ArmClient, Authorization, Polling, PowerAction, VirtualMachine};
+use crate::client::{ArmClient, Authorization, Monitor, Polling, PowerAction, VirtualMachine};
 use crate::credential::StandardCredential;
 use crate::model::{VmRef, map_power_state};
 
@@ -141,8 +141,11 @@ impl AzureProviderBuilder {
         self
     }
 
-    /// How long one stop or start follows its operation before answering `Timeout` (default
-    /// 15 minutes; the operation itself goes on in Azure).
+    /// How long a stop follows an operation that must finish before its next step (the
+    /// power-off of a forced deallocate; a hibernation that may fall back) before answering
+    /// `Timeout` (default 15 minutes; the operation itself goes on in Azure).
+    /// [`wait_for_operation`](snoozebot_core::CloudProvider::wait_for_operation) takes its own
+    /// limit.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -300,9 +303,15 @@ impl AzureProvider {
         vms.extend(self.fetch_each(missed).await?);
         Ok(vms)
     }
+}
 
-    async fn power(&self, at: &VmRef, action: PowerAction) -> Result<()> {
-        self.client.power(at, action).await
+/// The change ARM accepted: `before` heading to `moving`, with the operation to follow, if
+/// ARM gave one.
+fn accepted(before: InstanceInfo, moving: InstanceState, monitor: Option<Monitor>) -> StateChange {
+    let change = StateChange::new(before.id, before.state, moving);
+    match monitor {
+        Some(monitor) => change.with_operation(monitor.handle()),
+        None => change,
     }
 }
 
@@ -368,23 +377,34 @@ impl CloudProvider for AzureProvider {
         if done_already {
             return Ok(StateChange::new(before.id, before.state, before.state).with_mode(mode));
         }
-        let used = match mode {
+        let (used, monitor) = match mode {
             StopMode::Stop => {
-                self.power(
-                    &at,
-                    PowerAction::PowerOff {
-                        skip_shutdown: opts.force,
-                    },
-                )
-                .await?;
-                StopMode::Stop
+                let monitor = self
+                    .client
+                    .begin_power(
+                        &at,
+                        PowerAction::PowerOff {
+                            skip_shutdown: opts.force,
+                        },
+                    )
+                    .await?;
+                (StopMode::Stop, monitor)
             }
             StopMode::Hibernate => {
-                match self
-                    .power(&at, PowerAction::Deallocate { hibernate: true })
-                    .await
-                {
-                    Ok(()) => StopMode::Hibernate,
+                // With a fallback allowed, the hibernation is followed to its end here: ARM
+                // may refuse it in the operation, and the deallocate must come after.
+                let hibernation = if opts.allow_fallback {
+                    self.client
+                        .power(&at, PowerAction::Deallocate { hibernate: true })
+                        .await
+                        .map(|()| None)
+                } else {
+                    self.client
+                        .begin_power(&at, PowerAction::Deallocate { hibernate: true })
+                        .await
+                };
+                match hibernation {
+                    Ok(monitor) => (StopMode::Hibernate, monitor),
                     Err(error)
                         if opts.allow_fallback
                             && matches!(
@@ -393,32 +413,37 @@ impl CloudProvider for AzureProvider {
                             ) =>
                     {
                         tracing::info!(vm = %at.resource_id(), %error, "hibernation refused; deallocating instead");
-                        self.power(&at, PowerAction::Deallocate { hibernate: false })
+                        let monitor = self
+                            .client
+                            .begin_power(&at, PowerAction::Deallocate { hibernate: false })
                             .await?;
-                        StopMode::Deallocate
+                        (StopMode::Deallocate, monitor)
                     }
                     Err(error) => return Err(error),
                 }
             }
             _ => {
                 // ARM's deallocate has no skipShutdown: a forced one powers off without
-                // shutting down first, then deallocates.
+                // shutting down first — which must finish before the deallocate is sent —
+                // then deallocates.
                 if opts.force && before.state == InstanceState::Running {
-                    self.power(
-                        &at,
-                        PowerAction::PowerOff {
-                            skip_shutdown: true,
-                        },
-                    )
-                    .await?;
+                    self.client
+                        .power(
+                            &at,
+                            PowerAction::PowerOff {
+                                skip_shutdown: true,
+                            },
+                        )
+                        .await?;
                 }
-                self.power(&at, PowerAction::Deallocate { hibernate: false })
+                let monitor = self
+                    .client
+                    .begin_power(&at, PowerAction::Deallocate { hibernate: false })
                     .await?;
-                StopMode::Deallocate
+                (StopMode::Deallocate, monitor)
             }
         };
-        let after = self.fetch(&at).await?;
-        Ok(StateChange::new(before.id, before.state, after.state).with_mode(used))
+        Ok(accepted(before, InstanceState::Stopping, monitor).with_mode(used))
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
@@ -427,8 +452,20 @@ impl CloudProvider for AzureProvider {
         if before.state == InstanceState::Running {
             return Ok(StateChange::new(before.id, before.state, before.state));
         }
-        self.power(&at, PowerAction::Start).await?;
-        let after = self.fetch(&at).await?;
-        Ok(StateChange::new(before.id, before.state, after.state))
+        let monitor = self.client.begin_power(&at, PowerAction::Start).await?;
+        Ok(accepted(before, InstanceState::Pending, monitor))
+    }
+
+    /// Follows the ARM operation a stop or start returned (`StateChange::operation`), at
+    /// ARM's `Retry-After` else the poll interval, for at most `timeout`.
+    async fn wait_for_operation(
+        &self,
+        id: &InstanceId,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.locate(id)?;
+        let monitor = self.client.monitor(operation)?;
+        self.client.follow(&monitor, timeout).await
     }
 }

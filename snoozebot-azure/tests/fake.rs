@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use snoozebot_azure::{AzureProvider, AzureProviderBuilder};
 use snoozebot_core::{
-    CloudProvider, ErrorKind, InstanceFilter, InstanceId, InstanceState, ProviderBuilder,
-    RetryConfig, StopMode, StopOptions,
+    CloudProvider, CloudProviderExt, ErrorKind, InstanceFilter, InstanceId, InstanceState,
+    ProviderBuilder, RetryConfig, StateChange, StopMode, StopOptions,
 };
 use snoozebot_testkit::arm::FakeArm;
 use snoozebot_testkit::conformance::{self, Fixture};
@@ -108,10 +108,12 @@ async fn the_default_stop_deallocates_and_billing_stops() {
         .await
         .unwrap();
     assert_eq!(change.mode, Some(StopMode::Deallocate));
+    // Accepted, not done: the operation is the caller's to follow.
     assert_eq!(
         (change.previous, change.current),
-        (InstanceState::Running, InstanceState::Stopped)
+        (InstanceState::Running, InstanceState::Stopping)
     );
+    follow(&azure, &change).await.unwrap();
     let info = azure.get_instance(&id).await.unwrap();
     assert_eq!(info.raw_state, "PowerState/deallocated");
     assert!(info.billing_stopped);
@@ -147,6 +149,7 @@ async fn stop_powers_off_and_stays_billed_force_skips_the_shutdown() {
         .await
         .unwrap();
     assert_eq!(change.mode, Some(StopMode::Stop));
+    follow(&azure, &change).await.unwrap();
     let info = azure.get_instance(&id).await.unwrap();
     assert_eq!(
         (info.state, info.raw_state.as_str(), info.billing_stopped),
@@ -165,6 +168,7 @@ async fn stop_powers_off_and_stays_billed_force_skips_the_shutdown() {
         .await
         .unwrap();
     assert_eq!(change.mode, Some(StopMode::Deallocate));
+    follow(&azure, &change).await.unwrap();
     assert!(azure.get_instance(&id).await.unwrap().billing_stopped);
 }
 
@@ -198,7 +202,11 @@ async fn hibernate_refused_falls_back_to_deallocate_only_when_allowed() {
         "OperationNotAllowed",
         "Hibernation is not enabled on the virtual machine",
     );
-    let err = azure.stop_instance(&id, &hibernate).await.unwrap_err();
+    // Without a fallback the stop returns once accepted; following it finds the refusal.
+    let err = azure
+        .stop_and_wait(&id, &hibernate, Duration::from_secs(30))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
 
     fake.fail_next_operation(
@@ -301,7 +309,11 @@ async fn a_failed_operation_is_a_typed_error_carrying_the_arm_code() {
         "Allocation failed. We do not have sufficient capacity for the requested VM size in this region.",
     );
     let err = azure
-        .stop_instance(&vm_id("db", "db-1"), &StopOptions::default())
+        .stop_and_wait(
+            &vm_id("db", "db-1"),
+            &StopOptions::default(),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -312,7 +324,11 @@ async fn a_failed_operation_is_a_typed_error_carrying_the_arm_code() {
     fake.omit_async_operation_header();
     fake.fail_next_operation("OperationNotAllowed", "The VM is being updated");
     let err = azure
-        .stop_instance(&vm_id("db", "db-1"), &StopOptions::default())
+        .stop_and_wait(
+            &vm_id("db", "db-1"),
+            &StopOptions::default(),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidState, "{err}");
@@ -329,11 +345,27 @@ async fn the_location_monitor_is_followed_when_it_is_the_only_one() {
         .stop_instance(&id, &StopOptions::default())
         .await
         .unwrap();
-    assert_eq!(change.current, InstanceState::Stopped);
+    assert!(
+        change
+            .operation
+            .as_deref()
+            .unwrap()
+            .starts_with("location ")
+    );
+    follow(&azure, &change).await.unwrap();
+    assert_eq!(
+        azure.get_instance(&id).await.unwrap().state,
+        InstanceState::Stopped
+    );
     let change = azure.start_instance(&id).await.unwrap();
     assert_eq!(
         (change.previous, change.current),
-        (InstanceState::Stopped, InstanceState::Running)
+        (InstanceState::Stopped, InstanceState::Pending)
+    );
+    follow(&azure, &change).await.unwrap();
+    assert_eq!(
+        azure.get_instance(&id).await.unwrap().state,
+        InstanceState::Running
     );
 }
 
@@ -348,17 +380,19 @@ async fn polls_wait_the_retry_after_arm_names() {
         .unwrap();
     let started = tokio::time::Instant::now();
     let before = fake.request_count();
-    azure
+    let change = azure
         .stop_instance(&vm_id("web", "web-1"), &StopOptions::default())
         .await
         .unwrap();
+    follow(&azure, &change).await.unwrap();
     let waited = started.elapsed();
     // get, deallocate, then polls at 4 s (Retry-After) and every 1 s after: 4, 5, ... 10.
     assert!(
         waited >= Duration::from_secs(10) && waited < Duration::from_secs(12),
         "{waited:?}"
     );
-    let polls = fake.request_count() - before - 3;
+    // Nothing after the last poll: the stop returned at acceptance, the follow ends at done.
+    let polls = fake.request_count() - before - 2;
     assert_eq!(polls, 7, "polls at 4, 5, 6, 7, 8, 9 and 10 s");
 }
 
@@ -371,8 +405,17 @@ async fn an_operation_past_its_deadline_is_a_timeout() {
         .operation_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
+    let id = vm_id("web", "web-1");
+    let change = azure
+        .stop_instance(&id, &StopOptions::default())
+        .await
+        .unwrap();
     let err = azure
-        .stop_instance(&vm_id("web", "web-1"), &StopOptions::default())
+        .wait_for_operation(
+            &id,
+            change.operation.as_deref().unwrap(),
+            Duration::from_secs(60),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -399,6 +442,47 @@ async fn a_throttled_call_waits_the_servers_retry_after_in_the_retry_layer() {
         waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
         "{waited:?}"
     );
+}
+
+/// Follows the operation a stop or start returned, as `stop_and_wait` does.
+async fn follow(azure: &AzureProvider, change: &StateChange) -> snoozebot_core::Result<()> {
+    let operation = change.operation.as_deref().expect("ARM gave an operation");
+    azure
+        .wait_for_operation(&change.id, operation, Duration::from_secs(30))
+        .await
+}
+
+/// The README's stack (retries, and a time limit per attempt) against deallocations that take
+/// longer than that limit: each is sent exactly once, and the waits succeed. (Before stop
+/// returned at acceptance, the VM received three deallocate requests and the caller an error.)
+#[tokio::test]
+async fn the_readme_stack_sends_each_deallocate_once_however_slow_the_operation() {
+    let fake = fleet().await;
+    // 1/30 of the README's 30 s per attempt, against operations of three times that.
+    fake.set_transition_time(Duration::from_secs(3));
+    let azure = ProviderBuilder::new(Arc::new(
+        builder(&fake)
+            .poll_interval(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    ))
+    .tracing()
+    .retry(RetryConfig::default())
+    .timeout(Duration::from_secs(1))
+    .build();
+    let id = vm_id("web", "web-1");
+    let stopped = azure
+        .stop_and_wait(&id, &StopOptions::default(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(stopped.billing_stopped, "{stopped:?}");
+    let started = azure
+        .start_and_wait(&id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(started.state, InstanceState::Running);
+    let actions: Vec<_> = fake.actions().into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["deallocate", "start"]);
 }
 
 async fn get_fails_with(status: u16, code: &str, expected: ErrorKind) {

@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Ids are `project/zone/name`, or `zone/name` in the builder's project. Each stop, suspend or
-//! start follows its zone operation to the end and reports a failed operation's error. See the
+//! start returns once GCE accepted it, with its zone operation in `StateChange::operation`;
+//! `wait_for_operation` (and so `stop_and_wait`) follows it and reports its error. See the
 //! crate README for IAM permissions and costs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
