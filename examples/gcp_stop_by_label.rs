@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.project(project.ok_or("--project is required (or --fake)")?);
     }
 
-    let gce = ProviderBuilder::new(Arc::new(builder.build()))
+    let gce = ProviderBuilder::new(Arc::new(builder.build()?))
         .retry(RetryConfig::default())
         .timeout(Duration::from_secs(120))
         .build();

@@ -2,8 +2,11 @@
 //! `error` of a finished zone operation, mapped to an [`ErrorKind`] with the native reason kept
 //! in the message.
 
+use google_cloud_compute_v1::model::Operation;
 use serde_json::Value;
 use snoozebot_core::{Error, ErrorKind};
+
+use crate::PROVIDER_NAME;
 
 /// Normalizes a reason for comparison: `RESOURCE_NOT_READY` (operation errors) and
 /// `resourceNotReady` (HTTP error envelopes) are the same reason.
@@ -142,6 +145,70 @@ impl ErrorDetail {
         Error::new(kind, format!("{operation}: {reason}: {}", self.message))
             .with_provider(crate::PROVIDER_NAME)
     }
+}
+
+pub(crate) fn client_error(operation: &str, error: google_cloud_compute_v1::Error) -> Error {
+    let retry_after = error
+        .http_headers()
+        .and_then(|headers| headers.get("retry-after"))
+        .and_then(|value| value.to_str().ok())
+        .and_then(snoozebot_core::parse_retry_after);
+    let mapped = if let Some(detail) = error
+        .http_payload()
+        .and_then(|body| ErrorDetail::from_envelope(body))
+    {
+        // An answer the client could not read as a status: the raw Google envelope.
+        let detail = ErrorDetail {
+            http_status: detail.http_status.or(error.http_status_code()),
+            ..detail
+        };
+        detail.into_error(operation)
+    } else if let Some(status) = error.status() {
+        // The client keeps the envelope's message and the HTTP status, not `errors[].reason`;
+        // the reason is read back from the message where GCE states it.
+        let message = status.message.clone();
+        let kind =
+            crate::error::kind_for(crate::error::reason_in(&message), error.http_status_code());
+        Error::new(
+            kind,
+            format!(
+                "{operation}: HTTP {}: {message}",
+                error.http_status_code().unwrap_or(0)
+            ),
+        )
+        .with_provider(PROVIDER_NAME)
+    } else {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else if error.is_authentication() {
+            ErrorKind::Unauthenticated
+        } else if error.is_connect() || error.is_io() || error.is_transport() {
+            ErrorKind::Unavailable
+        } else {
+            crate::error::kind_for(None, error.http_status_code())
+        };
+        Error::new(kind, format!("{operation}: {error}")).with_provider(PROVIDER_NAME)
+    };
+    let mapped = match retry_after {
+        Some(after) => mapped.with_retry_after(after),
+        None => mapped,
+    };
+    mapped.with_source(error)
+}
+
+pub(crate) fn operation_error(operation: &str, op: &Operation) -> Option<Error> {
+    let first = op.error.as_ref()?.errors.first()?;
+    let detail = ErrorDetail {
+        reason: first.code.clone(),
+        message: first
+            .message
+            .clone()
+            .unwrap_or_else(|| "the operation failed".to_owned()),
+        http_status: op
+            .http_error_status_code
+            .and_then(|code| u16::try_from(code).ok()),
+    };
+    Some(detail.into_error(operation))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! use snoozebot_gcp::GcpProviderBuilder;
 //!
 //! # async fn run() -> snoozebot_core::Result<()> {
-//! let gce = GcpProviderBuilder::new().project("my-project").build();
+//! let gce = GcpProviderBuilder::new().project("my-project").build()?;
 //! let idle = gce
 //!     .list_instances(&InstanceFilter::new().with_tag("snoozebot", "idle"))
 //!     .await?;
@@ -28,13 +28,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
+mod client;
 mod error;
 mod model;
 mod provider;
 
+pub use builder::GcpProviderBuilder;
 pub use error::{ErrorDetail, kind_for, reason_in};
 pub use model::{InstanceRef, map_status};
-pub use provider::{GcpProvider, GcpProviderBuilder};
+pub use provider::GcpProvider;
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "gcp";

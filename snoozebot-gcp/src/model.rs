@@ -1,6 +1,7 @@
 //! Compute Engine ⇄ Snoozebot model: instance ids and statuses.
 
-use snoozebot_core::{Error, InstanceId, InstanceState, Result};
+use google_cloud_compute_v1::model::Instance;
+use snoozebot_core::{Error, InstanceFilter, InstanceId, InstanceInfo, InstanceState, Result};
 
 /// Where an instance lives: project, zone and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,6 +84,70 @@ pub fn map_status(status: &str) -> InstanceState {
         // and neither stop nor start applies meanwhile.
         _ => InstanceState::Unknown,
     }
+}
+
+/// The last path segment of a GCE URL (`.../zones/us-central1-a` → `us-central1-a`).
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+pub(crate) fn instance_info(project: &str, instance: &Instance) -> Option<InstanceInfo> {
+    let name = instance.name.as_deref()?;
+    let zone = last_segment(instance.zone.as_deref()?);
+    let id = InstanceId::new(format!("{project}/{zone}/{name}")).ok()?;
+    let raw = instance
+        .status
+        .as_ref()
+        .and_then(|status| status.name())
+        .unwrap_or("UNKNOWN")
+        .to_owned();
+    let mut info = InstanceInfo::new(id, map_status(&raw), raw);
+    info.name = Some(name.to_owned());
+    info.zone = Some(zone.to_owned());
+    info.region = zone.rsplit_once('-').map(|(region, _)| region.to_owned());
+    info.machine_type = instance
+        .machine_type
+        .as_deref()
+        .map(|url| last_segment(url).to_owned());
+    info.launch_time = instance
+        .last_start_timestamp
+        .as_deref()
+        .and_then(|time| chrono::DateTime::parse_from_rfc3339(time).ok())
+        .map(|time| time.with_timezone(&chrono::Utc));
+    info.tags = instance
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(info)
+}
+
+/// The GCE filter expression for what GCE can filter: labels and statuses.
+pub(crate) fn filter_expression(filter: &InstanceFilter) -> String {
+    let mut clauses: Vec<String> = filter
+        .tags
+        .iter()
+        .map(|(key, value)| format!("labels.{key} = \"{value}\""))
+        .collect();
+    let statuses: Vec<String> = filter
+        .states
+        .iter()
+        .flat_map(|state| match state {
+            InstanceState::Pending => &["PROVISIONING", "STAGING"][..],
+            InstanceState::Running => &["RUNNING"][..],
+            InstanceState::Stopping => &["STOPPING"][..],
+            InstanceState::Stopped => &["TERMINATED", "STOPPED"][..],
+            InstanceState::Suspending => &["SUSPENDING"][..],
+            InstanceState::Suspended => &["SUSPENDED"][..],
+            InstanceState::Terminating => &["DEPROVISIONING"][..],
+            InstanceState::Terminated | InstanceState::Unknown => &[][..],
+        })
+        .map(|status| format!("status = \"{status}\""))
+        .collect();
+    if !statuses.is_empty() {
+        clauses.push(format!("({})", statuses.join(" OR ")));
+    }
+    clauses.join(" AND ")
 }
 
 #[cfg(test)]

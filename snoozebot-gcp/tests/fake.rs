@@ -33,6 +33,7 @@ fn provider(fake: &FakeGce) -> snoozebot_gcp::GcpProvider {
         .endpoint(fake.endpoint())
         .anonymous()
         .build()
+        .unwrap()
 }
 
 fn fixture() -> Fixture {
@@ -223,7 +224,8 @@ async fn paging_1000_instances_costs_one_gce_request_per_page() {
         .zones(["us-central1-a", "us-east1-b", "europe-west1-b"])
         .endpoint(fake.endpoint())
         .anonymous()
-        .build();
+        .build()
+        .unwrap();
     let (mut ids, requests) = page_through(&zoned, &fake).await;
     ids.sort();
     ids.dedup();
@@ -287,7 +289,8 @@ async fn a_refused_connection_is_unavailable() {
         .project("proj")
         .endpoint(format!("http://127.0.0.1:{port}"))
         .anonymous()
-        .build();
+        .build()
+        .unwrap();
     let err = provider
         .get_instance(&InstanceId::new("proj/us-central1-a/web-1").unwrap())
         .await

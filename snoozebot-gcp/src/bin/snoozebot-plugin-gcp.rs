@@ -1,17 +1,12 @@
 //! The Compute Engine provider as a Snoozebot plugin executable.
 //!
-//! Configured through its environment (let the host pass it, e.g.
-//! `PluginConfig::with_env` or `inherit("SNOOZEBOT_GCP_*")`, plus `GOOGLE_*` for Application
-//! Default Credentials):
+//! Configured through its environment, as [`GcpProviderBuilder::from_env`] reads it (let the
+//! host pass it, e.g. `PluginConfig::with_env` or `inherit("SNOOZEBOT_GCP_*")`, plus `GOOGLE_*`
+//! for Application Default Credentials): `SNOOZEBOT_GCP_PROJECT`, `SNOOZEBOT_GCP_ZONES`,
+//! `SNOOZEBOT_GCP_ENDPOINT`, `SNOOZEBOT_GCP_ANONYMOUS`, `SNOOZEBOT_GCP_DISCARD_LOCAL_SSD`.
 //!
-//! | variable | meaning |
-//! |---|---|
-//! | `SNOOZEBOT_GCP_PROJECT` | the default project (ids `zone/name`, and the one listed) |
-//! | `SNOOZEBOT_GCP_ZONES` | comma-separated zones to list instead of the aggregated list |
-//! | `SNOOZEBOT_GCP_ENDPOINT` | another endpoint (fakes, emulators) |
-//! | `SNOOZEBOT_GCP_ANONYMOUS` | `1` to send no credentials (fakes only) |
-//!
-//! Credentials are resolved on the first call, so the plugin starts in milliseconds.
+//! Credentials are resolved on the first call, so the plugin starts in milliseconds. A
+//! configuration the provider refuses ends the plugin with the reason on stderr.
 
 use std::process::ExitCode;
 
@@ -19,24 +14,11 @@ use snoozebot_gcp::GcpProviderBuilder;
 
 fn main() -> ExitCode {
     snoozebot_plugin::init_logging();
-    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let mut builder = GcpProviderBuilder::new();
-    if let Some(project) = var("SNOOZEBOT_GCP_PROJECT") {
-        builder = builder.project(project);
+    match GcpProviderBuilder::from_env().and_then(GcpProviderBuilder::build) {
+        Ok(provider) => snoozebot_plugin::serve(provider),
+        Err(error) => {
+            eprintln!("snoozebot-plugin-gcp: {error}");
+            ExitCode::FAILURE
+        }
     }
-    if let Some(zones) = var("SNOOZEBOT_GCP_ZONES") {
-        builder = builder.zones(
-            zones
-                .split(',')
-                .map(str::trim)
-                .filter(|zone| !zone.is_empty()),
-        );
-    }
-    if let Some(endpoint) = var("SNOOZEBOT_GCP_ENDPOINT") {
-        builder = builder.endpoint(endpoint);
-    }
-    if var("SNOOZEBOT_GCP_ANONYMOUS").as_deref() == Some("1") {
-        builder = builder.anonymous();
-    }
-    snoozebot_plugin::serve(builder.build())
 }
