@@ -6,7 +6,7 @@
 //! Everything Azure-specific about the wire lives here; a maintained compute crate could
 //! replace this module without touching the provider.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,14 +18,15 @@ use azure_core::http::{
     ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request,
     RetryOptions, Url,
 };
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
-use snoozebot_core::{Backoff, Error, ErrorKind, Result};
+use snoozebot_core::{Backoff, Error, ErrorKind, InstanceId, InstanceInfo, Result};
 use tokio::time::Instant;
 
 use crate::PROVIDER_NAME;
 use crate::credential::StaticTokenPolicy;
 use crate::error::arm_error;
-use crate::model::VmRef;
+use crate::model::{VmRef, id_key, instance_info};
 
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
@@ -496,6 +497,81 @@ impl ArmClient {
                 return Ok(());
             }
         }
+    }
+}
+
+/// At most this many VMs are read one `GET` each when listing; more, and their states come
+/// from one subscription-wide `statusOnly` list instead.
+const FEW_VMS: usize = 8;
+/// How many VMs are read at once.
+const CONCURRENT_GETS: usize = 8;
+
+impl ArmClient {
+    /// One VM with its instance view, as an instance.
+    pub(crate) async fn fetch(&self, at: &VmRef) -> Result<InstanceInfo> {
+        let vm = self.get(at).await?;
+        instance_info(&vm).ok_or_else(|| {
+            Error::internal(format!(
+                "virtualMachines.get answered with an id that is not a VM's: {}",
+                vm.id
+            ))
+            .with_provider(PROVIDER_NAME)
+        })
+    }
+
+    /// Reads each VM with its instance view, a few at a time; VMs gone meanwhile are left out.
+    pub(crate) async fn fetch_each(&self, vms: Vec<VirtualMachine>) -> Result<Vec<VirtualMachine>> {
+        stream::iter(vms)
+            .map(|vm| async move {
+                let at = VmRef::parse(&InstanceId::new(vm.id.as_str())?, None)?;
+                match self.get(&at).await {
+                    Ok(fresh) => Ok(Some(fresh)),
+                    Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(error) => Err(error),
+                }
+            })
+            .buffer_unordered(CONCURRENT_GETS)
+            .try_filter_map(|vm| async move { Ok(vm) })
+            .try_collect()
+            .await
+    }
+
+    /// Gives each VM its instance view: one `GET` each for a few, else the subscription's
+    /// `statusOnly` list (and a `GET` for any it missed). Without the right to list the
+    /// subscription, one `GET` each.
+    pub(crate) async fn with_statuses(
+        &self,
+        subscription: &str,
+        mut vms: Vec<VirtualMachine>,
+    ) -> Result<Vec<VirtualMachine>> {
+        if vms.len() <= FEW_VMS {
+            return self.fetch_each(vms).await;
+        }
+        let statuses = match self.list_statuses(subscription).await {
+            Ok(statuses) => statuses,
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => {
+                tracing::debug!(%error, "no subscription-wide status list; reading VMs one by one");
+                return self.fetch_each(vms).await;
+            }
+            Err(error) => return Err(error),
+        };
+        let mut views: HashMap<String, _> = statuses
+            .into_iter()
+            .filter_map(|vm| Some((id_key(&vm.id), vm.properties.instance_view?)))
+            .collect();
+        let mut missed = Vec::new();
+        vms.retain_mut(|vm| match views.remove(&id_key(&vm.id)) {
+            Some(view) => {
+                vm.properties.instance_view = Some(view);
+                true
+            }
+            None => {
+                missed.push(vm.clone());
+                false
+            }
+        });
+        vms.extend(self.fetch_each(missed).await?);
+        Ok(vms)
     }
 }
 

@@ -39,15 +39,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod builder;
 mod client;
 mod credential;
 mod error;
 mod model;
 mod provider;
 
+pub use builder::{API_VERSION, AzureProviderBuilder, DEFAULT_ENDPOINT};
 pub use credential::StandardCredential;
 pub use model::{VmRef, map_power_state};
-pub use provider::{API_VERSION, AzureProvider, AzureProviderBuilder, DEFAULT_ENDPOINT};
+pub use provider::AzureProvider;
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "azure";

@@ -1,6 +1,8 @@
 //! Azure ⇄ Snoozebot model: VM ids and power states.
 
-use snoozebot_core::{Error, InstanceId, InstanceState, Result};
+use snoozebot_core::{Error, InstanceId, InstanceInfo, InstanceState, Result};
+
+use crate::client::VirtualMachine;
 
 /// Where a VM lives: subscription, resource group and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,6 +161,35 @@ pub fn map_power_state<'a>(
     };
     let billing_stopped = power.eq_ignore_ascii_case("PowerState/deallocated");
     (state, power.to_owned(), billing_stopped)
+}
+
+pub(crate) fn instance_info(vm: &VirtualMachine) -> Option<InstanceInfo> {
+    let at = VmRef::parse(&InstanceId::new(vm.id.as_str()).ok()?, None).ok()?;
+    let id = InstanceId::new(at.resource_id()).ok()?;
+    let codes = vm
+        .properties
+        .instance_view
+        .iter()
+        .flat_map(|view| view.statuses.iter())
+        .map(|status| status.code.as_str());
+    let (state, raw, billing_stopped) = map_power_state(codes);
+    let mut info = InstanceInfo::new(id, state, raw);
+    info.billing_stopped = billing_stopped;
+    info.name = Some(vm.name.clone());
+    info.region = vm.location.clone();
+    info.zone = vm.zones.first().cloned();
+    info.machine_type = vm
+        .properties
+        .hardware_profile
+        .as_ref()
+        .and_then(|profile| profile.vm_size.clone());
+    info.tags = vm.tags.clone();
+    Some(info)
+}
+
+/// ARM ids compare without regard to case.
+pub(crate) fn id_key(id: &str) -> String {
+    id.to_ascii_lowercase()
 }
 
 #[cfg(test)]
