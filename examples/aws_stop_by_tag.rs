@@ -73,10 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = &args.endpoint_url {
         // Emulators accept any credentials; real endpoints use the standard chain.
         builder = builder
-            .endpoint_url(url)
+            .endpoint(url)
             .static_credentials("testing", "testing");
     }
-    let ec2 = builder.build().await?;
+    let ec2 = builder.build_resolved().await?;
 
     if args.seed > 0 {
         let client = ec2.client().await?;

@@ -25,15 +25,14 @@ pub const DEFAULT_BATCH_SIZE: usize = 100;
 /// use snoozebot_aws::AwsProviderBuilder;
 ///
 /// # async fn run() -> snoozebot_core::Result<()> {
-/// // Real AWS, credentials from the environment or ~/.aws:
-/// let aws = AwsProviderBuilder::new().region("eu-west-1").build().await?;
-/// // An emulator such as moto or LocalStack:
+/// // Real AWS, credentials from the environment or ~/.aws, resolved now:
+/// let aws = AwsProviderBuilder::new().region("eu-west-1").build_resolved().await?;
+/// // An emulator such as moto or LocalStack, resolved on the first call:
 /// let moto = AwsProviderBuilder::new()
 ///     .region("us-east-1")
-///     .endpoint_url("http://127.0.0.1:5000")
+///     .endpoint("http://127.0.0.1:5000")
 ///     .static_credentials("test", "test")
-///     .build()
-///     .await?;
+///     .build()?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -113,7 +112,7 @@ impl AwsProviderBuilder {
     }
 
     /// Sends requests to this endpoint instead of AWS's (moto, LocalStack, a VPC endpoint).
-    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.settings.endpoint_url = Some(url.into());
         self
     }
@@ -152,23 +151,146 @@ impl AwsProviderBuilder {
         self
     }
 
-    /// A provider that resolves credentials and region on its first call. Never fails; a
-    /// missing region or credentials surface then as [`ErrorKind::Config`] or
-    /// [`ErrorKind::Unauthenticated`].
-    pub fn build_lazy(self) -> AwsProvider {
-        AwsProvider::new(self.settings)
+    /// A provider that resolves credentials and region on its first call, as the other
+    /// clouds' builders do; a missing region or credentials surface then as
+    /// [`ErrorKind::Config`] or [`ErrorKind::Unauthenticated`]. Fails with
+    /// [`ErrorKind::Config`] for an endpoint that is not an `http(s)` URL.
+    pub fn build(self) -> Result<AwsProvider> {
+        if let Some(endpoint) = &self.settings.endpoint_url
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("the endpoint {endpoint:?} is not an http(s) URL"),
+            )
+            .with_provider(crate::PROVIDER_NAME));
+        }
+        Ok(AwsProvider::new(self.settings))
     }
 
     /// A provider with credentials and region resolved now: configuration errors surface here.
-    pub async fn build(self) -> Result<AwsProvider> {
-        let provider = AwsProvider::new(self.settings);
+    pub async fn build_resolved(self) -> Result<AwsProvider> {
+        let provider = self.build()?;
         provider.client().await?;
         Ok(provider)
+    }
+
+    /// A builder from the environment, as `snoozebot-plugin-aws` is configured. The AWS
+    /// chain reads its own variables (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, the
+    /// credentials, ...); on top of them:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `SNOOZEBOT_AWS_REGION` | [`region`](Self::region) |
+    /// | `SNOOZEBOT_AWS_PROFILE` | [`profile`](Self::profile) |
+    /// | `SNOOZEBOT_AWS_ENDPOINT` | [`endpoint`](Self::endpoint) |
+    /// | `SNOOZEBOT_AWS_BATCH_SIZE` | [`batch_size`](Self::batch_size) |
+    /// | `SNOOZEBOT_AWS_SDK_RETRIES` | `true` or `false`: [`sdk_retries`](Self::sdk_retries) |
+    ///
+    /// Empty variables count as unset; a value that cannot be read is [`ErrorKind::Config`]
+    /// naming the variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let bad = |name: &str, value: &str, expected: &str| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{name}={value:?}: expected {expected}"),
+            )
+            .with_provider(crate::PROVIDER_NAME)
+        };
+        let mut builder = Self::new();
+        if let Some(region) = var("SNOOZEBOT_AWS_REGION") {
+            builder = builder.region(region);
+        }
+        if let Some(profile) = var("SNOOZEBOT_AWS_PROFILE") {
+            builder = builder.profile(profile);
+        }
+        if let Some(endpoint) = var("SNOOZEBOT_AWS_ENDPOINT") {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(size) = var("SNOOZEBOT_AWS_BATCH_SIZE") {
+            let size = size
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|size| *size > 0)
+                .ok_or_else(|| bad("SNOOZEBOT_AWS_BATCH_SIZE", &size, "a number from 1"))?;
+            builder = builder.batch_size(size);
+        }
+        match var("SNOOZEBOT_AWS_SDK_RETRIES").as_deref() {
+            None => {}
+            Some("true") => builder = builder.sdk_retries(true),
+            Some("false") => builder = builder.sdk_retries(false),
+            Some(other) => return Err(bad("SNOOZEBOT_AWS_SDK_RETRIES", other, "true or false")),
+        }
+        Ok(builder)
     }
 
     /// A provider around an SDK client you configured yourself; `region` is reported in
     /// [`InstanceInfo::region`](snoozebot_core::InstanceInfo::region).
     pub fn from_client(self, client: Client, region: Option<String>) -> AwsProvider {
         AwsProvider::with_client(self.settings, client, region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<AwsProviderBuilder> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        AwsProviderBuilder::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn from_env_reads_the_plugins_variables() {
+        let builder = from(&[
+            ("SNOOZEBOT_AWS_REGION", "eu-west-1"),
+            ("SNOOZEBOT_AWS_PROFILE", "ops"),
+            ("SNOOZEBOT_AWS_ENDPOINT", "http://127.0.0.1:5000"),
+            ("SNOOZEBOT_AWS_BATCH_SIZE", "25"),
+            ("SNOOZEBOT_AWS_SDK_RETRIES", "true"),
+        ])
+        .unwrap();
+        let settings = &builder.settings;
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(settings.profile.as_deref(), Some("ops"));
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(settings.batch_size, 25);
+        assert!(settings.sdk_retries);
+        assert!(builder.build().is_ok());
+        let none = from(&[("SNOOZEBOT_AWS_REGION", "")]).unwrap();
+        assert_eq!(none.settings.region, None);
+    }
+
+    #[test]
+    fn unreadable_variables_and_endpoints_are_config_errors() {
+        for (name, value) in [
+            ("SNOOZEBOT_AWS_BATCH_SIZE", "0"),
+            ("SNOOZEBOT_AWS_BATCH_SIZE", "lots"),
+            ("SNOOZEBOT_AWS_SDK_RETRIES", "yes"),
+        ] {
+            let error = from(&[(name, value)]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{name}={value}");
+            assert!(error.message().contains(name), "{error}");
+        }
+        let error = from(&[("SNOOZEBOT_AWS_ENDPOINT", "localhost:5000")])
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
     }
 }

@@ -19,7 +19,7 @@ use snoozebot_core::{Error, ErrorKind};
 /// | `InsufficientInstanceCapacity`, `InternalError`, `InternalFailure`, `Unavailable`, `ServiceUnavailable` | `Unavailable` | AWS-side, transient |
 /// | `UnsupportedOperation`, `UnsupportedHibernationConfiguration`, `UnsupportedInstanceType` | `Unsupported` | e.g. hibernating an instance set up without hibernation |
 /// | anything else | by HTTP status, as [`ErrorKind::from_http_status`] | |
-pub fn kind_for_code(code: &str, status: u16) -> ErrorKind {
+pub(crate) fn kind_for_code(code: &str, status: u16) -> ErrorKind {
     match code {
         "RequestLimitExceeded"
         | "Throttling"

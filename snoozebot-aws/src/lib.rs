@@ -8,7 +8,7 @@
 //! use snoozebot_core::{CloudProvider, InstanceFilter, InstanceState, ProviderBuilder, RetryConfig, StopOptions};
 //!
 //! # async fn run() -> snoozebot_core::Result<()> {
-//! let ec2 = AwsProviderBuilder::new().region("eu-west-1").build().await?;
+//! let ec2 = AwsProviderBuilder::new().region("eu-west-1").build_resolved().await?;
 //! // Retries happen here, in Snoozebot's middleware; the SDK's own are off.
 //! let ec2 = ProviderBuilder::new(Arc::new(ec2))
 //!     .retry(RetryConfig::default())
@@ -38,7 +38,7 @@
 //!   (a dry run that would succeed is `Ok`, with the state unchanged). With
 //!   [`StopOptions::allow_fallback`](snoozebot_core::StopOptions::allow_fallback), instances that
 //!   cannot hibernate are stopped instead and the result says `mode: stop`.
-//! - **Errors**: every EC2 code the provider can meet is mapped ([`kind_for_code`]).
+//! - **Errors**: every EC2 code the provider can meet is mapped (the table is in `src/error.rs`; other HTTP statuses as [`ErrorKind::from_http_status`](snoozebot_core::ErrorKind::from_http_status)).
 //!
 //! IAM permissions needed: `ec2:DescribeInstances`, `ec2:StopInstances`, `ec2:StartInstances`
 //! (plus `kms:CreateGrant` on the volumes' keys to start instances with encrypted volumes).
@@ -47,13 +47,12 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod client;
 mod error;
 mod model;
 mod provider;
 
 pub use builder::{AwsProviderBuilder, DEFAULT_BATCH_SIZE};
-pub use error::kind_for_code;
-pub use model::{map_state, validate_instance_id};
 pub use provider::AwsProvider;
 
 /// The provider's name.

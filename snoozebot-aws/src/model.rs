@@ -8,7 +8,7 @@ use snoozebot_core::{Error, InstanceId, InstanceInfo, InstanceState, Result, Sta
 
 /// Checks an EC2 instance id: `i-` and 8 or 17 lower-case hex digits. Anything else is
 /// [`InvalidArgument`](snoozebot_core::ErrorKind::InvalidArgument), before any API call.
-pub fn validate_instance_id(id: &InstanceId) -> Result<()> {
+pub(crate) fn validate_instance_id(id: &InstanceId) -> Result<()> {
     let valid = id.as_str().strip_prefix("i-").is_some_and(|hex| {
         (hex.len() == 8 || hex.len() == 17)
             && hex
@@ -27,7 +27,7 @@ pub fn validate_instance_id(id: &InstanceId) -> Result<()> {
 
 /// Maps an EC2 state. The low byte of the code decides (the high byte is internal to EC2);
 /// the name is the fallback.
-pub fn map_state(state: Option<&Ec2State>) -> (InstanceState, String) {
+pub(crate) fn map_state(state: Option<&Ec2State>) -> (InstanceState, String) {
     let Some(state) = state else {
         return (InstanceState::Unknown, "unknown".to_owned());
     };

@@ -114,9 +114,10 @@ async fn a_refused_connection_is_unavailable() {
         .port();
     let provider = snoozebot_aws::AwsProviderBuilder::new()
         .region("us-east-1")
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .endpoint(format!("http://127.0.0.1:{port}"))
         .static_credentials("testing", "testing")
-        .build_lazy();
+        .build()
+        .unwrap();
     let err = provider
         .get_instance(&InstanceId::new(ID).unwrap())
         .await

@@ -188,10 +188,10 @@ async fn a_batch_of_50_with_3_bad_ids_stops_the_47_in_few_calls() {
 #[tokio::test]
 async fn a_missing_region_is_a_config_error() {
     let err = AwsProviderBuilder::new()
-        .endpoint_url("http://127.0.0.1:9")
+        .endpoint("http://127.0.0.1:9")
         .static_credentials("testing", "testing")
         .profile("snoozebot-no-such-profile")
-        .build()
+        .build_resolved()
         .await;
     // The environment may provide a region; only without one is this an error.
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()

@@ -48,7 +48,6 @@ mod provider;
 
 pub use builder::{API_VERSION, AzureProviderBuilder, DEFAULT_ENDPOINT};
 pub use credential::StandardCredential;
-pub use model::{VmRef, map_power_state};
 pub use provider::AzureProvider;
 
 /// The provider's name.

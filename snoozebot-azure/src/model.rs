@@ -6,7 +6,7 @@ use crate::client::VirtualMachine;
 
 /// Where a VM lives: subscription, resource group and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VmRef {
+pub(crate) struct VmRef {
     /// The subscription id.
     pub subscription: String,
     /// The resource group.
@@ -129,7 +129,7 @@ impl VmRef {
 ///     map_power_state(["ProvisioningState/succeeded", "PowerState/stopped"]);
 /// assert_eq!((state, raw.as_str(), billing_stopped), (InstanceState::Stopped, "PowerState/stopped", false));
 /// ```
-pub fn map_power_state<'a>(
+pub(crate) fn map_power_state<'a>(
     codes: impl IntoIterator<Item = &'a str>,
 ) -> (InstanceState, String, bool) {
     let codes: Vec<&str> = codes.into_iter().collect();

@@ -31,7 +31,7 @@ fn normalized(reason: &str) -> String {
 /// | `rateLimitExceeded`, `userRateLimitExceeded`, `quotaExceeded` | `Throttled` |
 /// | `backendError`, `internalError`, `serviceUnavailable`, `zoneResourcePoolExhausted` | `Unavailable` |
 /// | anything else | by HTTP status, as [`ErrorKind::from_http_status`] |
-pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
+pub(crate) fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
     // Reasons that say more than the status (a 403 quota error is throttling) come first.
     let by_reason = reason
         .map(normalized)
@@ -67,7 +67,7 @@ pub fn kind_for(reason: Option<&str>, http_status: Option<u16>) -> ErrorKind {
 /// The reason a GCE error message states, for clients that keep only the message: quota and
 /// rate-limit messages (`Quota exceeded for ...`, `Rate Limit Exceeded`), `... is not ready`,
 /// and reasons named verbatim (`rateLimitExceeded`).
-pub fn reason_in(message: &str) -> Option<&'static str> {
+pub(crate) fn reason_in(message: &str) -> Option<&'static str> {
     let text = message.to_ascii_lowercase();
     let compact: String = text.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     if compact.contains("ratelimitexceeded")
@@ -86,7 +86,7 @@ pub fn reason_in(message: &str) -> Option<&'static str> {
 
 /// The first error of a Google error envelope or of an operation's `error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// The reason (`notFound`) or operation error code (`RESOURCE_NOT_READY`).
     pub reason: Option<String>,
     /// The message.
@@ -120,6 +120,7 @@ impl ErrorDetail {
         })
     }
 
+    #[cfg(test)]
     /// Reads a finished operation's `error.errors[0]` and `httpErrorStatusCode`; `None` when
     /// the operation succeeded.
     pub fn from_operation(operation: &Value) -> Option<Self> {

@@ -35,8 +35,6 @@ mod model;
 mod provider;
 
 pub use builder::GcpProviderBuilder;
-pub use error::{ErrorDetail, kind_for, reason_in};
-pub use model::{InstanceRef, map_status};
 pub use provider::GcpProvider;
 
 /// The provider's name.

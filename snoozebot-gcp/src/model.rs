@@ -5,7 +5,7 @@ use snoozebot_core::{Error, InstanceFilter, InstanceId, InstanceInfo, InstanceSt
 
 /// Where an instance lives: project, zone and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InstanceRef {
+pub(crate) struct InstanceRef {
     /// The project id (`my-project`).
     pub project: String,
     /// The zone (`us-central1-a`).
@@ -58,6 +58,7 @@ impl InstanceRef {
         })
     }
 
+    #[cfg(test)]
     /// The id in its full form, `project/zone/name`.
     pub fn to_id(&self) -> Result<InstanceId> {
         InstanceId::new(format!("{}/{}/{}", self.project, self.zone, self.name))
@@ -71,7 +72,7 @@ fn invalid(id: &InstanceId, problem: &str) -> Error {
 
 /// Maps an `Instance.status`. TERMINATED is GCE's word for a stopped instance: restartable, no
 /// longer billed for vCPU and memory.
-pub fn map_status(status: &str) -> InstanceState {
+pub(crate) fn map_status(status: &str) -> InstanceState {
     match status {
         "PROVISIONING" | "STAGING" => InstanceState::Pending,
         "RUNNING" => InstanceState::Running,

@@ -73,12 +73,12 @@ impl Moto {
     pub fn builder(&self) -> AwsProviderBuilder {
         AwsProviderBuilder::new()
             .region("us-east-1")
-            .endpoint_url(&self.endpoint)
+            .endpoint(&self.endpoint)
             .static_credentials("testing", "testing")
     }
 
     pub async fn provider(&self) -> AwsProvider {
-        self.builder().build().await.unwrap()
+        self.builder().build_resolved().await.unwrap()
     }
 
     /// Launches `count` instances tagged `snoozebot=<idleness>` and named `<name>-N`.
@@ -213,9 +213,10 @@ impl Stub {
     pub fn provider(&self) -> AwsProvider {
         AwsProviderBuilder::new()
             .region("us-east-1")
-            .endpoint_url(&self.endpoint)
+            .endpoint(&self.endpoint)
             .static_credentials("testing", "testing")
-            .build_lazy()
+            .build()
+            .unwrap()
     }
 
     pub fn request_count(&self) -> usize {
