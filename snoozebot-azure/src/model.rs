@@ -120,15 +120,7 @@ impl VmRef {
 /// being deleted (`ProvisioningState/deleting`) is terminating whatever its power state.
 /// Returns the portable state, the raw code, and whether compute billing has stopped — only
 /// for `deallocated`: a VM that is merely `stopped` (powered off) still pays for its compute.
-///
-/// ```
-/// use snoozebot_azure::map_power_state;
-/// use snoozebot_core::InstanceState;
-///
-/// let (state, raw, billing_stopped) =
-///     map_power_state(["ProvisioningState/succeeded", "PowerState/stopped"]);
-/// assert_eq!((state, raw.as_str(), billing_stopped), (InstanceState::Stopped, "PowerState/stopped", false));
-/// ```
+/// (`["ProvisioningState/succeeded", "PowerState/stopped"]` is `Stopped`, still billed.)
 pub(crate) fn map_power_state<'a>(
     codes: impl IntoIterator<Item = &'a str>,
 ) -> (InstanceState, String, bool) {
