@@ -99,6 +99,9 @@ impl CloudProvider for AzureProvider {
             .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         let mode = opts.mode.unwrap_or(StopMode::Deallocate);
         let before = self.client.fetch(&at).await?;
+        before
+            .check_can_power()
+            .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         let done_already = match mode {
             StopMode::Stop => before.state == InstanceState::Stopped,
             _ => before.billing_stopped,
@@ -178,6 +181,9 @@ impl CloudProvider for AzureProvider {
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
         let at = self.locate(id)?;
         let before = self.client.fetch(&at).await?;
+        before
+            .check_can_power()
+            .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         if before.state == InstanceState::Running {
             return Ok(StateChange::new(before.id, before.state, before.state));
         }

@@ -35,6 +35,8 @@ async fn fleet() -> FakeArm {
     ] {
         fake.add_vm(SUB, group, name, "running", &[("snoozebot", idleness)]);
     }
+    // Being deleted: neither stopped nor started again.
+    fake.add_vm(SUB, "db", "old-1", "deleting", &[]);
     fake
 }
 
@@ -57,6 +59,7 @@ fn fixture() -> Fixture {
         InstanceId::new("web/nope").unwrap(),
         InstanceId::new("i-0123456789abcdef0").unwrap(),
     )
+    .with_terminated(vm_id("db", "old-1"))
     .with_wait_timeout(Duration::from_secs(20))
 }
 

@@ -269,6 +269,22 @@ pub struct InstanceInfo {
 }
 
 impl InstanceInfo {
+    /// Whether a stop or start may be sent: not for an instance that is being deleted or is
+    /// gone ([`InstanceState::Terminating`], [`InstanceState::Terminated`]), which is
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) naming its native state.
+    /// Providers that read the instance before changing it check this, so no cloud is asked
+    /// to start what it is deleting.
+    pub fn check_can_power(&self) -> crate::Result<()> {
+        if self.state.can_reach(InstanceState::Running) {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid_state(format!(
+                "instance {} is {} ({}); it can no longer be stopped or started",
+                self.id, self.state, self.raw_state
+            )))
+        }
+    }
+
     /// An instance with the required fields set and everything optional empty.
     ///
     /// `billing_stopped` starts as what `state` implies on most clouds (stopped, suspended or

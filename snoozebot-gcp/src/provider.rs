@@ -128,6 +128,9 @@ impl CloudProvider for GcpProvider {
             _ => (Action::Stop, StopMode::Stop),
         };
         let before = self.client.fetch(&at).await?;
+        before
+            .check_can_power()
+            .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         if before.state == action.states().1 {
             return Ok(StateChange::new(before.id, before.state, before.state).with_mode(mode));
         }
@@ -142,6 +145,9 @@ impl CloudProvider for GcpProvider {
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
         let at = self.client.locate(id)?;
         let before = self.client.fetch(&at).await?;
+        before
+            .check_can_power()
+            .map_err(|error| error.with_provider(PROVIDER_NAME))?;
         if before.state == InstanceState::Running {
             return Ok(StateChange::new(before.id, before.state, before.state));
         }

@@ -24,6 +24,8 @@ async fn fleet() -> FakeGce {
     ] {
         fake.add_instance("proj", zone, name, "RUNNING", &[("snoozebot", idleness)]);
     }
+    // Being deleted: neither stopped nor started again.
+    fake.add_instance("proj", "us-central1-a", "old-1", "DEPROVISIONING", &[]);
     fake
 }
 
@@ -47,6 +49,7 @@ fn fixture() -> Fixture {
         id("proj/us-central1-a/nope"),
         id("i-0123456789abcdef0"),
     )
+    .with_terminated(id("proj/us-central1-a/old-1"))
     .with_wait_timeout(Duration::from_secs(20))
 }
 

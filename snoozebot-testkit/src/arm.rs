@@ -109,9 +109,14 @@ impl Vm {
     }
 
     fn statuses(&self) -> Value {
+        // `deleting` is a provisioning state, not a power state: a VM being deleted.
+        let (provisioning, power) = match self.power.as_str() {
+            "deleting" => ("deleting", "stopped"),
+            power => ("succeeded", power),
+        };
         json!([
-            {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-            {"code": format!("PowerState/{}", self.power), "level": "Info", "displayStatus": format!("VM {}", self.power)},
+            {"code": format!("ProvisioningState/{provisioning}"), "level": "Info", "displayStatus": format!("Provisioning {provisioning}")},
+            {"code": format!("PowerState/{power}"), "level": "Info", "displayStatus": format!("VM {power}")},
         ])
     }
 
@@ -444,7 +449,8 @@ impl FakeArm {
         self.server.endpoint()
     }
 
-    /// Adds a VM with power state `power` (`running`, `deallocated`, ...) and tags.
+    /// Adds a VM with power state `power` (`running`, `deallocated`, ...; `deleting` for one
+    /// being deleted) and tags.
     pub fn add_vm(
         &self,
         subscription: &str,
