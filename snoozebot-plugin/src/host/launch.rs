@@ -194,8 +194,8 @@ async fn read_handshake(
         let line = tokio::select! {
             line = lines.next_line() => line,
             status = exit => {
-                // Let the stderr forwarder catch up with the last words.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // The last words: everything it wrote to stderr, read to its end.
+                tail.wait_ended(Duration::from_millis(500)).await;
                 let status = status.unwrap_or_default();
                 return Err(plugin_error(name, format!("it exited ({status}) before its handshake; {}", tail.describe())));
             }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::PluginAddress;
 
@@ -18,10 +19,33 @@ use crate::PluginAddress;
 #[derive(Default)]
 pub(super) struct StderrTail {
     lines: Mutex<VecDeque<String>>,
+    /// Set once the plugin's stderr reached its end (or could not be read further).
+    ended: AtomicBool,
+    ending: Notify,
 }
 
 impl StderrTail {
     const KEPT: usize = 20;
+
+    fn mark_ended(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.ending.notify_waiters();
+    }
+
+    /// Waits until everything the plugin wrote to stderr has been read, at most `limit` (a
+    /// child of the plugin may hold stderr open after the plugin itself exited).
+    pub(super) async fn wait_ended(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.ending.notified();
+                if self.ended.load(Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
 
     pub(super) fn push(&self, line: &str) {
         let mut lines = match self.lines.lock() {
@@ -145,5 +169,6 @@ pub(super) fn forward_stderr(
             tail.push(&line);
             super::log::forward_line(&name, &line);
         }
+        tail.mark_ended();
     });
 }
