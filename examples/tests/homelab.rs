@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use snoozebot_core::{
-    CloudProvider, ErrorKind, InstanceId, ProviderBuilder, RetryConfig, StopMode, StopOptions,
-};
+use snoozebot_core::{CloudProvider, ErrorKind, InstanceId, StopMode, StopOptions};
 use snoozebot_examples::homelab::HomelabProvider;
 use snoozebot_examples::homelab_fake::FakeHomelab;
 use snoozebot_testkit::conformance::{self, Fixture};
@@ -33,19 +31,10 @@ fn fixture() -> Fixture {
 }
 
 #[tokio::test]
-async fn conformance_bare() {
+async fn conformance_bare_and_in_the_middleware() {
     let fake = homelab().await;
-    conformance::run(&HomelabProvider::new(fake.endpoint()).unwrap(), &fixture()).await;
-}
-
-#[tokio::test]
-async fn conformance_in_the_middleware() {
-    let fake = homelab().await;
-    let provider = ProviderBuilder::new(Arc::new(HomelabProvider::new(fake.endpoint()).unwrap()))
-        .retry(RetryConfig::default())
-        .timeout(Duration::from_secs(10))
-        .build();
-    conformance::run(provider.as_ref(), &fixture()).await;
+    let provider = HomelabProvider::new(fake.endpoint()).unwrap();
+    conformance::run_bare_and_in_the_middleware(Arc::new(provider), &fixture()).await;
 }
 
 #[cfg(feature = "plugin")]

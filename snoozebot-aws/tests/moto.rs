@@ -13,8 +13,7 @@ use aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use snoozebot_aws::AwsProviderBuilder;
 use snoozebot_core::{
-    CloudProvider, ErrorKind, InstanceFilter, InstanceId, InstanceState, ProviderBuilder,
-    RetryConfig, StopOptions,
+    CloudProvider, ErrorKind, InstanceFilter, InstanceId, InstanceState, StopOptions,
 };
 use snoozebot_testkit::conformance::{self, Fixture};
 use support::Moto;
@@ -46,23 +45,10 @@ async fn seeded_fixture(moto: &Moto) -> Fixture {
 }
 
 #[tokio::test]
-async fn conformance_on_moto() {
+async fn conformance_on_moto_bare_and_in_the_middleware() {
     let moto = Moto::start();
     let fixture = seeded_fixture(&moto).await;
-    conformance::run(&moto.provider().await, &fixture).await;
-}
-
-#[tokio::test]
-async fn conformance_on_moto_through_the_middleware() {
-    let moto = Moto::start();
-    let fixture = seeded_fixture(&moto).await;
-    let provider = ProviderBuilder::new(Arc::new(moto.provider().await))
-        .tracing()
-        .retry(RetryConfig::default())
-        .concurrency_limit(8)
-        .timeout(Duration::from_secs(30))
-        .build();
-    conformance::run(provider.as_ref(), &fixture).await;
+    conformance::run_bare_and_in_the_middleware(Arc::new(moto.provider().await), &fixture).await;
 }
 
 #[cfg(feature = "plugin")]

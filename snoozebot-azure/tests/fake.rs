@@ -64,19 +64,9 @@ fn fixture() -> Fixture {
 }
 
 #[tokio::test]
-async fn conformance_against_the_fake() {
+async fn conformance_bare_and_in_the_middleware() {
     let fake = fleet().await;
-    conformance::run(&provider(&fake), &fixture()).await;
-}
-
-#[tokio::test]
-async fn conformance_through_the_middleware() {
-    let fake = fleet().await;
-    let wrapped = ProviderBuilder::new(Arc::new(provider(&fake)))
-        .retry(RetryConfig::default())
-        .timeout(Duration::from_secs(30))
-        .build();
-    conformance::run(wrapped.as_ref(), &fixture()).await;
+    conformance::run_bare_and_in_the_middleware(Arc::new(provider(&fake)), &fixture()).await;
 }
 
 #[cfg(feature = "plugin")]

@@ -15,11 +15,12 @@
 //! # });
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use snoozebot_core::{
     CloudProvider, CloudProviderExt, ErrorKind, InstanceFilter, InstanceId, InstanceState,
-    PageRequest, Result, StopMode, StopOptions,
+    PageRequest, ProviderStack, Result, RetryConfig, StopMode, StopOptions,
 };
 
 /// What the suite needs to know about the fleet behind the provider under test.
@@ -93,6 +94,25 @@ impl Fixture {
         )
         .with_wait_timeout(Duration::from_secs(600))
     }
+}
+
+/// The stack [`run_bare_and_in_the_middleware`] puts a provider in: the README's — tracing,
+/// retries with the default policy, eight calls at once, 30 s per attempt.
+pub fn middleware_stack() -> ProviderStack {
+    ProviderStack::new()
+        .tracing()
+        .retry(RetryConfig::default())
+        .concurrency_limit(8)
+        .timeout(Duration::from_secs(30))
+}
+
+/// Runs the suite on `provider` bare, then inside [`middleware_stack`]: the two ways every
+/// provider crate checks itself in process (the third, through the plugin transport, needs the
+/// crate's own plugin binary and environment).
+pub async fn run_bare_and_in_the_middleware(provider: Arc<dyn CloudProvider>, fixture: &Fixture) {
+    run(provider.as_ref(), fixture).await;
+    let wrapped = middleware_stack().wrap(provider);
+    run(wrapped.as_ref(), fixture).await;
 }
 
 /// Runs every check in order.
