@@ -108,6 +108,18 @@ impl Api {
     }
 }
 
+/// Waits until `calls` calls to `mock` are in flight (the manager's leases say), at most 5 s:
+/// the signal that a background request reached the provider.
+async fn until_in_flight(manager: &PluginManager, calls: usize) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while manager.in_flight("mock") != calls {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the call never reached the provider");
+}
+
 /// Starts a reader's `GET` of `uri` in the background (to have a call in flight).
 fn spawn_reader_get(
     api: &Arc<Api>,
@@ -716,7 +728,7 @@ async fn unload_refuses_to_cut_calls_in_flight_unless_forced() {
     let api = Arc::new(Api::new().await);
     api.fleet.set_latency(Duration::from_millis(500));
     let slow = spawn_reader_get(&api, "/api/providers/mock/instances/mock-0001");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_in_flight(&api.manager, 1).await;
     let (status, _, body) = api
         .call(
             Method::POST,
@@ -806,7 +818,7 @@ async fn slow_requests_time_out_and_excess_ones_are_shed() {
     );
     api.fleet.set_latency(Duration::from_millis(600));
     let first = spawn_reader_get(&api, "/api/providers/mock/instances/mock-0001");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until_in_flight(&api.manager, 1).await;
     let (status, headers, body) = api
         .call(
             Method::GET,
@@ -845,7 +857,7 @@ async fn over_a_real_socket_with_x_api_key_and_graceful_shutdown() {
         .header("x-api-key", &api.operator)
         .send();
     let slow = tokio::spawn(slow);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_in_flight(&api.manager, 1).await;
     stop.send(()).unwrap();
     // The request in flight finishes; the server then ends.
     let response = slow.await.unwrap().unwrap();

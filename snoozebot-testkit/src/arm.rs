@@ -473,6 +473,21 @@ impl FakeArm {
         );
     }
 
+    /// Ends every operation in flight now, as if its transition time had passed: tests order
+    /// events with this rather than by sleeping through the transition.
+    pub fn finish_operations(&self) {
+        let mut fleet = lock(&self.state);
+        let now = Instant::now();
+        for operation in fleet.operations.values_mut() {
+            operation.done_at = operation.done_at.min(now);
+        }
+        for vm in fleet.vms.values_mut() {
+            if let Some((_, due)) = &mut vm.settles {
+                *due = (*due).min(now);
+            }
+        }
+    }
+
     /// How long power operations take (default 100 ms).
     pub fn set_transition_time(&self, transition: Duration) {
         lock(&self.state).transition = transition;

@@ -29,6 +29,7 @@
 //! # Ok::<(), snoozebot_core::Error>(())
 //! # }).unwrap();
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -199,7 +199,7 @@ async fn power_off_follows_the_recorded_long_running_exchange() {
         "PowerState/stopping"
     );
 
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    fake.finish_operations();
     let (_, _, succeeded) = call(&fake, "GET", &async_operation).await;
     same_shape(
         "operation",
