@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_sdk_ec2::Client;
 use snoozebot_core::{
     BatchResults, Error, InstanceId, InstanceInfo, InstanceState, Result, StateChange,
+    checked_batch,
 };
 use tokio::sync::OnceCell;
 
@@ -245,30 +246,15 @@ impl AwsProvider {
 
     /// Validates ids locally, runs the well-formed ones, and answers in the order asked.
     pub(crate) async fn batch(&self, action: Action, ids: &[InstanceId]) -> BatchResults {
-        let mut valid = Vec::new();
-        let mut seen = HashSet::new();
-        for id in ids {
-            if validate_instance_id(id).is_ok() && seen.insert(id.clone()) {
-                valid.push(id.clone());
-            }
-        }
-        let settled = if valid.is_empty() {
-            HashMap::new()
-        } else {
-            self.run_batch(action, valid).await
-        };
-        ids.iter()
-            .map(|id| {
-                let result = match validate_instance_id(id) {
-                    Err(error) => Err(error),
-                    Ok(()) => settled
-                        .get(id)
-                        .cloned()
-                        .unwrap_or_else(|| Err(Error::internal(format!("no result for {id}")))),
-                };
-                (id.clone(), result)
-            })
-            .collect()
+        let results = checked_batch(
+            ids,
+            |id| validate_instance_id(id).map(|()| id.clone()),
+            async |valid: Vec<InstanceId>| {
+                self.run_batch(action, valid).await.into_iter().collect()
+            },
+        )
+        .await;
+        ids.iter().cloned().zip(results).collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The [`CloudProvider`] trait every cloud implements, and [`CloudProviderExt`], the waiters
 //! built on top of it for every provider.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +102,67 @@ impl InstancePage {
 pub fn each_id_fails(ids: &[InstanceId], error: &Error) -> BatchResults {
     ids.iter()
         .map(|id| (id.clone(), Err(error.clone())))
+        .collect()
+}
+
+/// A batch whose items are checked one by one before any call: each item `check` refuses keeps
+/// its error; the ids of the others go to `call` together, each once however often it was
+/// given; every item gets its result back, in the order given, matched by id (an id `call`
+/// answered nothing for is [`ErrorKind::Internal`]). The one place the REST API's batches (whose
+/// items are strings) and the EC2 provider's (whose ids are checked for EC2's format) merge
+/// per-item refusals with a batch's answers.
+///
+/// ```
+/// use snoozebot_core::{Error, InstanceId, InstanceState, StateChange, checked_batch};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let items = ["i-1", "bad id", "i-1"];
+/// let results = checked_batch(
+///     &items,
+///     |item| InstanceId::new(*item),
+///     async |ids: Vec<InstanceId>| {
+///         assert_eq!(ids.len(), 1, "each id once");
+///         ids.into_iter()
+///             .map(|id| {
+///                 let change = StateChange::new(id.clone(), InstanceState::Running, InstanceState::Stopping);
+///                 (id, Ok(change))
+///             })
+///             .collect()
+///     },
+/// )
+/// .await;
+/// assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+/// # });
+/// ```
+pub async fn checked_batch<T, C, F>(items: &[T], check: C, call: F) -> Vec<Result<StateChange>>
+where
+    C: Fn(&T) -> Result<InstanceId>,
+    F: AsyncFnOnce(Vec<InstanceId>) -> BatchResults,
+{
+    let checked: Vec<Result<InstanceId>> = items.iter().map(check).collect();
+    let mut accepted = Vec::new();
+    let mut seen = HashSet::new();
+    for id in checked.iter().flatten() {
+        if seen.insert(id) {
+            accepted.push(id.clone());
+        }
+    }
+    let answered: HashMap<InstanceId, Result<StateChange>> = if accepted.is_empty() {
+        HashMap::new()
+    } else {
+        call(accepted).await.into_iter().collect()
+    };
+    checked
+        .into_iter()
+        .map(|checked| {
+            let id = checked?;
+            match answered.get(&id) {
+                Some(result) => result.clone(),
+                None => Err(Error::internal(format!(
+                    "the batch answered nothing for {id}"
+                ))),
+            }
+        })
         .collect()
 }
 

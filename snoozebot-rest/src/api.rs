@@ -20,7 +20,7 @@ use snoozebot_core::manager::{DiscoveredProvider, LoadOptions, LoadedProvider, P
 use snoozebot_core::{Error, ErrorKind};
 use snoozebot_core::{
     InstanceFilter, InstanceId, InstanceInfo, InstanceState, PageRequest, StateChange, StopMode,
-    StopOptions,
+    StopOptions, checked_batch,
 };
 
 /// Who is calling, as the auth layer found: put in the request's extensions.
@@ -578,39 +578,21 @@ async fn batch<F>(ids: Vec<String>, call: F) -> BatchResponse
 where
     F: AsyncFnOnce(Vec<InstanceId>) -> Vec<(InstanceId, snoozebot_core::Result<StateChange>)>,
 {
-    let parsed: Vec<_> = ids.iter().map(|id| InstanceId::new(id.as_str())).collect();
-    let valid: Vec<InstanceId> = parsed
-        .iter()
-        .filter_map(|id| id.as_ref().ok().cloned())
-        .collect();
-    let mut outcomes = call(valid).await.into_iter();
+    let outcomes = checked_batch(&ids, |id| InstanceId::new(id.as_str()), call).await;
     let results = ids
         .into_iter()
-        .zip(parsed)
-        .map(|(id, parsed)| {
-            let outcome = match parsed {
-                Err(error) => Err(error),
-                Ok(_) => outcomes
-                    .next()
-                    .map(|(_, outcome)| outcome)
-                    .unwrap_or_else(|| {
-                        Err(Error::internal(
-                            "the provider answered fewer results than ids",
-                        ))
-                    }),
-            };
-            match outcome {
-                Ok(change) => BatchResult {
-                    id,
-                    change: Some(change),
-                    error: None,
-                },
-                Err(error) => BatchResult {
-                    id,
-                    change: None,
-                    error: Some(Problem::from_error(&error)),
-                },
-            }
+        .zip(outcomes)
+        .map(|(id, outcome)| match outcome {
+            Ok(change) => BatchResult {
+                id,
+                change: Some(change),
+                error: None,
+            },
+            Err(error) => BatchResult {
+                id,
+                change: None,
+                error: Some(Problem::from_error(&error)),
+            },
         })
         .collect();
     BatchResponse { results }
