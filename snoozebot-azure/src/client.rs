@@ -458,7 +458,7 @@ impl ArmClient {
     /// the poll interval. A `Failed` or `Canceled` operation is its ARM error.
     pub(crate) async fn follow(&self, monitor: &Monitor, timeout: Duration) -> Result<()> {
         let operation = "operation";
-        let deadline = Instant::now() + timeout;
+        let deadline = snoozebot_core::deadline_in(timeout);
         let mut pauses = Backoff::constant(self.polling.interval).delays();
         let mut asked = monitor.first_wait;
         loop {
@@ -624,6 +624,44 @@ mod tests {
             headers.insert(HeaderName::from_static(name), *value);
         }
         headers
+    }
+
+    #[test]
+    fn operation_handles_from_outside_are_checked_before_any_request() {
+        let client = ArmClient::new(
+            "http://127.0.0.1:9",
+            "2025-04-01",
+            Authorization::StaticToken("t".to_owned()),
+            Polling {
+                interval: Duration::from_secs(1),
+                deadline: Duration::from_secs(1),
+            },
+        )
+        .unwrap();
+        let monitor = Monitor {
+            by_status: true,
+            url: Url::parse("http://127.0.0.1:9/operations/1?api-version=2025-04-01").unwrap(),
+            first_wait: Some(Duration::from_millis(4000)),
+        };
+        assert_eq!(client.monitor(&monitor.handle()).unwrap(), monitor);
+        let location = Monitor {
+            by_status: false,
+            first_wait: None,
+            ..monitor.clone()
+        };
+        assert_eq!(client.monitor(&location.handle()).unwrap(), location);
+        for bad in [
+            "",
+            "azure-asyncoperation",
+            "azure-asyncoperation - not a url",
+            // Another origin would receive our bearer token.
+            "azure-asyncoperation - https://evil.example/operations/1",
+            "location 12x http://127.0.0.1:9/operations/1",
+            "other - http://127.0.0.1:9/operations/1",
+        ] {
+            let error = client.monitor(bad).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        }
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub use model::{
 pub use provider::{
     BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health, InstancePage,
     PageRequest, WAIT_BACKOFF, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, checked_batch,
-    each_id_fails,
+    deadline_in, each_id_fails,
 };
 
 /// Re-exported so providers implement [`CloudProvider`] with the same macro version.

@@ -380,7 +380,7 @@ pub trait CloudProviderExt: CloudProvider {
         target: InstanceState,
         timeout: Duration,
     ) -> Result<InstanceInfo> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         let mut pauses = WAIT_BACKOFF.delays();
         loop {
             let info = self.get_instance(id).await?;
@@ -416,7 +416,7 @@ pub trait CloudProviderExt: CloudProvider {
         opts: &StopOptions,
         timeout: Duration,
     ) -> Result<InstanceInfo> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         let change = self.stop_instance(id, opts).await?;
         let target = match (change.mode, change.current) {
             (Some(StopMode::Suspend), _)
@@ -429,7 +429,7 @@ pub trait CloudProviderExt: CloudProvider {
 
     /// Starts the instance and waits until it is running.
     async fn start_and_wait(&self, id: &InstanceId, timeout: Duration) -> Result<InstanceInfo> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_in(timeout);
         let change = self.start_instance(id).await?;
         self.follow(&change, deadline).await?;
         self.wait_for_state(id, InstanceState::Running, remaining(deadline))
@@ -450,7 +450,34 @@ pub trait CloudProviderExt: CloudProvider {
 
 impl<P: CloudProvider + ?Sized> CloudProviderExt for P {}
 
+/// The instant `timeout` from now, for a wait's deadline. A timeout too long to add (a caller's
+/// `Duration::MAX`, or a number read off the wire) is a deadline a century away, not a panic.
+pub fn deadline_in(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
 /// What is left until `deadline` (zero once past).
 fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_too_long_to_add_is_a_far_deadline_not_a_panic() {
+        let now = Instant::now();
+        let far = deadline_in(Duration::MAX);
+        assert!(far > now + Duration::from_secs(50 * 365 * 24 * 60 * 60));
+        assert_eq!(
+            deadline_in(Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(remaining(far) > Duration::ZERO);
+    }
 }

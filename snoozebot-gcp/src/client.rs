@@ -85,7 +85,8 @@ impl GceClient {
         name: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        check_operation_name(name)?;
+        let deadline = snoozebot_core::deadline_in(timeout);
         let mut pauses = OPERATION_POLLS.delays();
         loop {
             let operation = self
@@ -327,6 +328,26 @@ impl ListCursor {
     }
 }
 
+/// A zone operation's name as GCE gives them (`operation-1700000000000-60a1b2c3d4e5f-...`):
+/// letters, digits, `-` and `_`, at most 128. Anything else — a path, a URL, garbage from a
+/// plugin host — is refused before it reaches a request path carrying our credentials.
+fn check_operation_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "{:?} is not an operation this provider gave",
+            name.chars().take(64).collect::<String>()
+        ))
+        .with_provider(PROVIDER_NAME))
+    }
+}
+
 fn is_done(operation: &Operation) -> bool {
     operation.status.as_ref().and_then(|status| status.name()) == Some("DONE")
 }
@@ -382,6 +403,25 @@ mod tests {
         }
         for bad in ["", "zone", "x:token", "-1:token"] {
             let error = ListCursor::parse(Some(bad)).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn operation_names_from_outside_are_checked() {
+        assert!(
+            check_operation_name("operation-1700000000000-60a1b2c3d4e5f-1a2b3c4d-5e6f7a8b").is_ok()
+        );
+        let long = "x".repeat(129);
+        for bad in [
+            "",
+            "../../instances/x",
+            "https://evil.example/op",
+            "op name",
+            &long,
+            "op\0",
+        ] {
+            let error = check_operation_name(bad).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{bad:?}");
         }
     }

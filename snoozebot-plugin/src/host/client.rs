@@ -26,8 +26,9 @@ use crate::wire::{
 /// A provider served by a plugin executable, supervised.
 ///
 /// When the plugin exits or stops answering health checks, calls in flight fail at once with
-/// [`ErrorKind::Plugin`], calls meanwhile fail fast the same way, and the plugin is started
-/// again with backoff, up to [`PluginConfig::max_restarts`] times in a row. Dropping the last
+/// [`ErrorKind::Unavailable`] and a `retry_after`, calls meanwhile fail fast the same way, and
+/// the plugin is started again with backoff, up to [`PluginConfig::max_restarts`] times in a
+/// row (then [`ErrorKind::Plugin`]). Dropping the last
 /// handle kills the plugin's whole process group; [`shutdown`](Self::shutdown) stops it
 /// gracefully.
 #[derive(Clone)]
