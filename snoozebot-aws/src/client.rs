@@ -282,7 +282,8 @@ pub(crate) fn ec2_state_names(states: &[InstanceState]) -> Vec<String> {
             InstanceState::Stopped => Some("stopped"),
             InstanceState::Terminating => Some("shutting-down"),
             InstanceState::Terminated => Some("terminated"),
-            InstanceState::Suspending | InstanceState::Suspended | InstanceState::Unknown => None,
+            // No EC2 state has these names (nor states newer than this crate).
+            _ => None,
         })
         .map(str::to_owned)
         .collect()

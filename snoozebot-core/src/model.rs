@@ -133,6 +133,27 @@ impl From<InstanceId> for String {
 ///
 /// Every native state of every cloud maps to exactly one of these; the native string is kept
 /// beside it in [`InstanceInfo::raw_state`]. Serialized as `snake_case` strings.
+///
+/// The set can grow in a minor release (a cloud may gain a lifecycle worth naming), so the enum
+/// is `#[non_exhaustive]`: a `match` outside this crate needs a wildcard arm. Prefer the
+/// questions the type answers — [`is_transitional`](InstanceState::is_transitional),
+/// [`can_reach`](InstanceState::can_reach), [`as_str`](InstanceState::as_str) — and treat
+/// the wildcard like [`Unknown`](InstanceState::Unknown):
+///
+/// ```
+/// use snoozebot_core::InstanceState;
+///
+/// fn label(state: InstanceState) -> &'static str {
+///     match state {
+///         InstanceState::Running => "billing",
+///         InstanceState::Stopped | InstanceState::Suspended => "asleep",
+///         state if state.is_transitional() => "changing",
+///         _ => "other",
+///     }
+/// }
+/// assert_eq!(label(InstanceState::Stopping), "changing");
+/// ```
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -312,6 +333,10 @@ impl InstanceInfo {
 ///
 /// Providers declare the modes they support in [`Capabilities::stop_modes`] and answer
 /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) for the others.
+///
+/// New modes can be added in a minor release, so the enum is `#[non_exhaustive]`: a `match`
+/// outside this crate needs a wildcard arm (a mode you do not know is one to refuse).
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

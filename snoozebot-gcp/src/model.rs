@@ -141,7 +141,8 @@ pub(crate) fn filter_expression(filter: &InstanceFilter) -> String {
             InstanceState::Suspending => &["SUSPENDING"][..],
             InstanceState::Suspended => &["SUSPENDED"][..],
             InstanceState::Terminating => &["DEPROVISIONING"][..],
-            InstanceState::Terminated | InstanceState::Unknown => &[][..],
+            // Not one GCE status (nor states newer than this crate): filtered here instead.
+            _ => &[][..],
         })
         .map(|status| format!("status = \"{status}\""))
         .collect();

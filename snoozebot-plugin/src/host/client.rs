@@ -256,12 +256,13 @@ impl CloudProvider for PluginClient {
     }
 
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
+        let options = options_to_wire(opts)?;
         let running = self.supervisor.running()?;
         let mut client = running.provider.clone();
         let response = client
             .stop_instance(pb::StopInstanceRequest {
                 id: id.to_string(),
-                options: Some(options_to_wire(opts)),
+                options: Some(options),
             })
             .await
             .map_err(|status| self.error(&running, status))?;
@@ -279,9 +280,13 @@ impl CloudProvider for PluginClient {
     }
 
     async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
+        let options = match options_to_wire(opts) {
+            Ok(options) => options,
+            Err(error) => return snoozebot_core::each_id_fails(ids, &error),
+        };
         let request = pb::StopInstancesRequest {
             ids: ids.iter().map(ToString::to_string).collect(),
-            options: Some(options_to_wire(opts)),
+            options: Some(options),
         };
         self.batch(ids, |mut client| async move {
             client.stop_instances(request).await

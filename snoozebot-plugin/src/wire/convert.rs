@@ -20,6 +20,9 @@ use snoozebot_core::{
 /// The `domain` of the `google.rpc.ErrorInfo` that carries an [`ErrorKind`] across the wire.
 pub const ERROR_DOMAIN: &str = "snoozebot.dev";
 
+/// The model's enums are `#[non_exhaustive]`; the wildcard arms below are for states and modes
+/// this crate was built without, and `every_state_and_mode_crosses_the_wire` fails when one of
+/// the model's own is missing here.
 pub(crate) fn state_to_wire(state: InstanceState) -> i32 {
     let wire = match state {
         InstanceState::Pending => pb::InstanceState::Pending,
@@ -31,6 +34,7 @@ pub(crate) fn state_to_wire(state: InstanceState) -> i32 {
         InstanceState::Terminating => pb::InstanceState::Terminating,
         InstanceState::Terminated => pb::InstanceState::Terminated,
         InstanceState::Unknown => pb::InstanceState::Unknown,
+        _ => pb::InstanceState::Unknown,
     };
     wire as i32
 }
@@ -53,15 +57,21 @@ pub(crate) fn state_from_wire(state: i32) -> InstanceState {
     }
 }
 
+/// `None` for a mode the protocol cannot carry (never one of this build's own, see above).
+fn wire_mode(mode: StopMode) -> Option<pb::StopMode> {
+    match mode {
+        StopMode::Stop => Some(pb::StopMode::Stop),
+        StopMode::Hibernate => Some(pb::StopMode::Hibernate),
+        StopMode::Suspend => Some(pb::StopMode::Suspend),
+        StopMode::Deallocate => Some(pb::StopMode::Deallocate),
+        _ => None,
+    }
+}
+
+/// A mode the wire cannot carry is sent as unspecified; only reports use this (a request
+/// goes through [`options_to_wire`], which refuses such a mode instead).
 pub(crate) fn mode_to_wire(mode: Option<StopMode>) -> i32 {
-    let wire = match mode {
-        None => pb::StopMode::Unspecified,
-        Some(StopMode::Stop) => pb::StopMode::Stop,
-        Some(StopMode::Hibernate) => pb::StopMode::Hibernate,
-        Some(StopMode::Suspend) => pb::StopMode::Suspend,
-        Some(StopMode::Deallocate) => pb::StopMode::Deallocate,
-    };
-    wire as i32
+    mode.and_then(wire_mode).unwrap_or(pb::StopMode::Unspecified) as i32
 }
 
 pub(crate) fn mode_from_wire(mode: i32) -> Result<Option<StopMode>> {
@@ -205,13 +215,24 @@ pub(crate) fn page_to_wire(page: &PageRequest) -> (u32, String) {
     )
 }
 
-pub(crate) fn options_to_wire(opts: &StopOptions) -> pb::StopOptions {
-    pb::StopOptions {
-        mode: mode_to_wire(opts.mode),
+/// Fails with [`ErrorKind::Unsupported`] for a mode the protocol cannot carry: sending it as
+/// unspecified would ask for the provider's default instead.
+pub(crate) fn options_to_wire(opts: &StopOptions) -> Result<pb::StopOptions> {
+    let mode = match opts.mode {
+        None => pb::StopMode::Unspecified,
+        Some(mode) => wire_mode(mode).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("the plugin protocol cannot carry stop mode {mode}"),
+            )
+        })?,
+    };
+    Ok(pb::StopOptions {
+        mode: mode as i32,
         force: opts.force,
         dry_run: opts.dry_run,
         allow_fallback: opts.allow_fallback,
-    }
+    })
 }
 
 pub(crate) fn options_from_wire(opts: Option<pb::StopOptions>) -> Result<StopOptions> {
@@ -433,6 +454,19 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Plugin);
         let error = status_to_error(&Status::resource_exhausted("quota"));
         assert_eq!(error.kind(), ErrorKind::Throttled);
+    }
+
+    #[test]
+    fn every_state_and_mode_crosses_the_wire() {
+        for state in InstanceState::ALL {
+            assert_eq!(state_from_wire(state_to_wire(state)), state, "{state}");
+        }
+        for mode in StopMode::ALL {
+            let options = options_to_wire(&StopOptions::default().with_mode(mode)).unwrap();
+            assert_eq!(mode_from_wire(options.mode).unwrap(), Some(mode), "{mode}");
+            assert_eq!(mode_from_wire(mode_to_wire(Some(mode))).unwrap(), Some(mode));
+        }
+        assert_eq!(mode_from_wire(mode_to_wire(None)).unwrap(), None);
     }
 
     #[test]
