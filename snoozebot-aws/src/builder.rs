@@ -2,6 +2,7 @@
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::{Credentials, Region};
 use snoozebot_core::{Error, ErrorKind, Result};
@@ -68,6 +69,12 @@ impl Default for AwsSettings {
 impl AwsSettings {
     /// Resolves the configuration chain and makes the client.
     pub(crate) async fn connect(&self) -> Result<(Client, Option<String>)> {
+        let (config, region) = self.load().await?;
+        Ok((Client::new(&config), region))
+    }
+
+    /// The SDK configuration from the chain, and its region (required).
+    async fn load(&self) -> Result<(aws_config::SdkConfig, Option<String>)> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
@@ -95,7 +102,7 @@ impl AwsSettings {
             )
             .with_provider(crate::PROVIDER_NAME));
         }
-        Ok((Client::new(&config), region))
+        Ok((config, region))
     }
 }
 
@@ -156,6 +163,11 @@ impl AwsProviderBuilder {
     /// [`ErrorKind::Config`] or [`ErrorKind::Unauthenticated`]. Fails with
     /// [`ErrorKind::Config`] for an endpoint that is not an `http(s)` URL.
     pub fn build(self) -> Result<AwsProvider> {
+        Ok(AwsProvider::new(self.checked()?))
+    }
+
+    /// The settings, once the endpoint is known to be an `http(s)` URL.
+    fn checked(self) -> Result<AwsSettings> {
         if let Some(endpoint) = &self.settings.endpoint_url
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
         {
@@ -165,14 +177,28 @@ impl AwsProviderBuilder {
             )
             .with_provider(crate::PROVIDER_NAME));
         }
-        Ok(AwsProvider::new(self.settings))
+        Ok(self.settings)
     }
 
-    /// A provider with credentials and region resolved now: configuration errors surface here.
+    /// A provider with region and credentials resolved now, so that configuration and
+    /// credential errors ([`ErrorKind::Config`], [`ErrorKind::Unauthenticated`]) surface here
+    /// rather than on the first call. Resolving runs the credential source once (a
+    /// `credential_process`, an SSO or STS request); the SDK caches what it resolves on its
+    /// first request itself.
     pub async fn build_resolved(self) -> Result<AwsProvider> {
-        let provider = self.build()?;
-        provider.client().await?;
-        Ok(provider)
+        let settings = self.checked()?;
+        let (config, region) = settings.load().await?;
+        if let Some(credentials) = config.credentials_provider() {
+            credentials
+                .provide_credentials()
+                .await
+                .map_err(crate::error::map_credentials_error)?;
+        }
+        Ok(AwsProvider::with_client(
+            settings,
+            Client::new(&config),
+            region,
+        ))
     }
 
     /// A builder from the environment, as `snoozebot-plugin-aws` is configured. The AWS

@@ -1,6 +1,7 @@
 //! EC2 errors as Snoozebot errors: every code the provider can meet mapped to an
 //! [`ErrorKind`], the native code kept in the message, the SDK error kept as the source.
 
+use aws_credential_types::provider::error::{CredentialsError, TokenError};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use snoozebot_core::{Error, ErrorKind};
@@ -70,12 +71,28 @@ pub(crate) fn code_of<E: ProvideErrorMetadata>(
 }
 
 /// Maps a failed SDK call; `operation` names it in the message (`StopInstances`).
+///
+/// EC2's own answers map by their code ([`kind_for_code`]). Everything else maps by the SDK's
+/// types, never by the words of a message: a credentials or token provider's error anywhere in
+/// the chain is [`ErrorKind::Unauthenticated`] (or [`ErrorKind::Config`] for a profile that
+/// cannot work), since retrying cannot make credentials appear; then the SDK error's own kind.
 pub(crate) fn map_sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let (kind, message) = match &error {
-        SdkError::ServiceError(context) => {
+    let credentials = match &error {
+        SdkError::ServiceError(_) => None,
+        _ => credentials_failure(&error),
+    };
+    let (kind, message) = match (&error, credentials) {
+        (_, Some(kind)) => (
+            kind,
+            format!(
+                "{operation}: no usable AWS credentials: {}",
+                describe(&error)
+            ),
+        ),
+        (SdkError::ServiceError(context), None) => {
             let code = context.err().code().unwrap_or("Unknown");
             let status = context.raw().status().as_u16();
             let detail = context.err().message().unwrap_or("no message");
@@ -84,11 +101,11 @@ where
                 format!("{operation}: {code}: {detail}"),
             )
         }
-        SdkError::TimeoutError(_) => (
+        (SdkError::TimeoutError(_), None) => (
             ErrorKind::Timeout,
             format!("{operation}: the call timed out"),
         ),
-        SdkError::DispatchFailure(failure) => {
+        (SdkError::DispatchFailure(failure), None) => {
             let kind = if failure.is_timeout() {
                 ErrorKind::Timeout
             } else if failure.is_user() {
@@ -104,25 +121,20 @@ where
                 ),
             )
         }
-        SdkError::ResponseError(_) => (
+        (SdkError::ResponseError(_), None) => (
             ErrorKind::Unavailable,
             format!(
                 "{operation}: the answer could not be read: {}",
                 describe(&error)
             ),
         ),
-        SdkError::ConstructionFailure(_) => {
-            let text = describe(&error);
-            let kind = if text.contains("credentials") || text.contains("identity") {
-                ErrorKind::Unauthenticated
-            } else {
-                ErrorKind::Config
-            };
-            (
-                kind,
-                format!("{operation}: the request could not be built: {text}"),
-            )
-        }
+        (SdkError::ConstructionFailure(_), None) => (
+            ErrorKind::Config,
+            format!(
+                "{operation}: the request could not be built: {}",
+                describe(&error)
+            ),
+        ),
         _ => (
             ErrorKind::Internal,
             format!("{operation}: {}", describe(&error)),
@@ -131,6 +143,38 @@ where
     Error::new(kind, message)
         .with_provider(crate::PROVIDER_NAME)
         .with_source(error)
+}
+
+/// A credentials provider's own error, as [`map_sdk_error`] maps it inside a call.
+pub(crate) fn map_credentials_error(error: CredentialsError) -> Error {
+    let kind = credentials_failure(&error).unwrap_or(ErrorKind::Unauthenticated);
+    Error::new(
+        kind,
+        format!("no usable AWS credentials: {}", describe(&error)),
+    )
+    .with_provider(crate::PROVIDER_NAME)
+    .with_source(error)
+}
+
+/// The kind for a credentials or token provider's error found in `error`'s chain, if any.
+fn credentials_failure(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    std::iter::successors(Some(error), |error| error.source()).find_map(|cause| {
+        let invalid_configuration = match (
+            cause.downcast_ref::<CredentialsError>(),
+            cause.downcast_ref::<TokenError>(),
+        ) {
+            (Some(credentials), _) => {
+                matches!(credentials, CredentialsError::InvalidConfiguration(_))
+            }
+            (None, Some(token)) => matches!(token, TokenError::InvalidConfiguration(_)),
+            (None, None) => return None,
+        };
+        Some(if invalid_configuration {
+            ErrorKind::Config
+        } else {
+            ErrorKind::Unauthenticated
+        })
+    })
 }
 
 /// The whole chain of an error's causes on one line: SDK errors say little at the top.

@@ -54,6 +54,9 @@ mod provider;
 
 pub use builder::{AwsProviderBuilder, DEFAULT_BATCH_SIZE};
 pub use provider::AwsProvider;
+/// The AWS SDK crates this provider is built on, re-exported so that a client for
+/// [`AwsProviderBuilder::from_client`] is made with exactly the versions it takes.
+pub use {aws_config, aws_sdk_ec2};
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "aws";

@@ -30,9 +30,12 @@ use crate::model::{VmRef, id_key, instance_info};
 
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
-const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
-const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
-const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
+/// The headers ARM names a pause in, in the order azure_core's own retry policy reads them.
+const RETRY_AFTER_HEADERS: [HeaderName; 3] = [
+    azure_core::http::headers::RETRY_AFTER_MS,
+    azure_core::http::headers::X_MS_RETRY_AFTER_MS,
+    azure_core::http::headers::RETRY_AFTER,
+];
 
 /// A VM as ARM describes it, with what Snoozebot reads of it.
 #[derive(Debug, Clone, Deserialize)]
@@ -186,14 +189,16 @@ fn header<'a>(headers: &'a Headers, name: &HeaderName) -> Option<&'a str> {
     headers.get_optional_str(name)
 }
 
-/// How long ARM asked to wait: `retry-after-ms` or `x-ms-retry-after-ms` (milliseconds, what
-/// azure_core's own retry policy reads first), else `Retry-After` (seconds or an HTTP date).
+/// How long ARM asked to wait, read by azure_core: `retry-after-ms` or `x-ms-retry-after-ms`
+/// (milliseconds), else `Retry-After` (seconds or an HTTP date; a date past is no wait). A
+/// negative number is no answer.
 fn retry_after(headers: &Headers) -> Option<Duration> {
-    [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS]
-        .iter()
-        .find_map(|name| header(headers, name)?.trim().parse::<u64>().ok())
-        .map(Duration::from_millis)
-        .or_else(|| header(headers, &RETRY_AFTER).and_then(snoozebot_core::parse_retry_after))
+    azure_core::http::policies::get_retry_after(
+        headers,
+        azure_core::time::OffsetDateTime::now_utc,
+        &RETRY_AFTER_HEADERS,
+    )
+    .and_then(|wait| Duration::try_from(wait).ok())
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(

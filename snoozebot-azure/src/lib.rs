@@ -49,6 +49,9 @@ mod provider;
 pub use builder::{API_VERSION, AzureProviderBuilder, DEFAULT_ENDPOINT};
 pub use credential::StandardCredential;
 pub use provider::AzureProvider;
+/// The Azure SDK crates this provider is built on, re-exported so that a credential for
+/// [`AzureProviderBuilder::credential`] is made with exactly the versions it takes.
+pub use {azure_core, azure_identity};
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "azure";

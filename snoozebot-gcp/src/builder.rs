@@ -1,21 +1,38 @@
 //! [`GcpProviderBuilder`]: a [`GcpProvider`]'s settings, from code or from the environment.
 
+use google_cloud_auth::credentials::Credentials;
 use snoozebot_core::{Error, ErrorKind, Result};
 
 use crate::provider::GcpProvider;
 
 /// Builds a [`GcpProvider`].
 ///
-/// Credentials come from Application Default Credentials unless
-/// [`anonymous`](Self::anonymous) is asked for (emulators and fakes). The client's own retries
-/// are off: Snoozebot's retry layer is the one place retries happen.
+/// Credentials come from Application Default Credentials unless given with
+/// [`credentials`](Self::credentials) (a service account key, impersonation, workload identity
+/// federation, an API key: anything `google-cloud-auth` builds, re-exported as
+/// [`google_cloud_auth`](crate::google_cloud_auth)) or [`anonymous`](Self::anonymous) is asked
+/// for (emulators and fakes). The client's own retries are off: Snoozebot's retry layer is the
+/// one place retries happen.
+///
+/// ```no_run
+/// use snoozebot_gcp::GcpProviderBuilder;
+/// use snoozebot_gcp::google_cloud_auth::credentials::service_account;
+///
+/// # fn run(key_json: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+/// let credentials = service_account::Builder::new(key_json).build()?;
+/// let gce = GcpProviderBuilder::new()
+///     .project("my-project")
+///     .credentials(credentials)
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct GcpProviderBuilder {
     pub(crate) project: Option<String>,
     pub(crate) zones: Vec<String>,
     pub(crate) endpoint: Option<String>,
-    pub(crate) anonymous: bool,
+    pub(crate) credentials: Option<Credentials>,
     pub(crate) discard_local_ssd: Option<bool>,
 }
 
@@ -43,10 +60,15 @@ impl GcpProviderBuilder {
         self
     }
 
-    /// Sends no credentials (fakes and emulators only).
-    pub fn anonymous(mut self) -> Self {
-        self.anonymous = true;
+    /// Uses these credentials instead of Application Default Credentials.
+    pub fn credentials(mut self, credentials: impl Into<Credentials>) -> Self {
+        self.credentials = Some(credentials.into());
         self
+    }
+
+    /// Sends no credentials (fakes and emulators only).
+    pub fn anonymous(self) -> Self {
+        self.credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
     }
 
     /// Whether stopping discards local SSD data (GCE requires saying so for instances with
@@ -163,7 +185,7 @@ mod tests {
         assert_eq!(builder.project.as_deref(), Some("proj"));
         assert_eq!(builder.zones, ["us-central1-a", "europe-west1-b"]);
         assert_eq!(builder.endpoint.as_deref(), Some("http://127.0.0.1:9"));
-        assert!(builder.anonymous);
+        assert!(builder.credentials.is_some());
         assert_eq!(builder.discard_local_ssd, Some(true));
         assert!(builder.build().is_ok());
 

@@ -40,10 +40,8 @@ impl GceClient {
                 if let Some(endpoint) = &self.settings.endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
                 }
-                if self.settings.anonymous {
-                    builder = builder.with_credentials(
-                        google_cloud_auth::credentials::anonymous::Builder::new().build(),
-                    );
+                if let Some(credentials) = &self.settings.credentials {
+                    builder = builder.with_credentials(credentials.clone());
                 }
                 builder.build().await.map_err(|error| {
                     Error::new(

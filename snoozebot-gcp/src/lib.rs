@@ -36,6 +36,9 @@ mod provider;
 
 pub use builder::GcpProviderBuilder;
 pub use provider::GcpProvider;
+/// The Google Cloud crates this provider is built on, re-exported so that credentials for
+/// [`GcpProviderBuilder::credentials`] are made with exactly the versions it takes.
+pub use {google_cloud_auth, google_cloud_compute_v1};
 
 /// The provider's name.
 pub const PROVIDER_NAME: &str = "gcp";

@@ -365,3 +365,30 @@ async fn conformance_through_the_plugin() {
     conformance::run(&plugin, &fixture()).await;
     plugin.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_callers_own_credentials_are_the_ones_sent() {
+    use snoozebot_gcp::google_cloud_auth::credentials::api_key_credentials;
+    let fake = fleet().await;
+    let with_key = GcpProviderBuilder::new()
+        .project("proj")
+        .endpoint(fake.endpoint())
+        .credentials(api_key_credentials::Builder::new("the-callers-key").build())
+        .build()
+        .unwrap();
+    with_key
+        .get_instance(&InstanceId::new("proj/us-central1-a/web-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(fake.credentials_seen(), ["x-goog-api-key: the-callers-key"]);
+
+    let anonymous = provider(&fake);
+    anonymous
+        .get_instance(&InstanceId::new("proj/us-central1-a/web-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.credentials_seen().last().map(String::as_str),
+        Some("none")
+    );
+}

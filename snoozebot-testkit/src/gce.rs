@@ -39,6 +39,7 @@ struct Fleet {
     failing_operations: VecDeque<(String, String)>,
     requests: usize,
     mutations: Vec<String>,
+    credentials: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +500,10 @@ impl FakeGce {
                     "/compute/v1/projects/{project}/zones/{zone}/operations/{operation}/wait",
                     post(wait_operation),
                 )
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&shared),
+                    record_credentials,
+                ))
                 .with_state(shared)
         })
         .await;
@@ -568,4 +573,30 @@ impl FakeGce {
     pub fn mutations(&self) -> Vec<String> {
         lock(&self.state).mutations.clone()
     }
+
+    /// The credential each request carried, in order: `authorization: VALUE`,
+    /// `x-goog-api-key: VALUE`, or `none`.
+    pub fn credentials_seen(&self) -> Vec<String> {
+        lock(&self.state).credentials.clone()
+    }
+}
+
+async fn record_credentials(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let credential = ["authorization", "x-goog-api-key"]
+        .into_iter()
+        .find_map(|name| {
+            let value = headers.get(name)?;
+            Some(format!(
+                "{name}: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            ))
+        })
+        .unwrap_or_else(|| "none".to_owned());
+    lock(&state).credentials.push(credential);
+    next.run(request).await
 }

@@ -71,7 +71,8 @@ fn wire_mode(mode: StopMode) -> Option<pb::StopMode> {
 /// A mode the wire cannot carry is sent as unspecified; only reports use this (a request
 /// goes through [`options_to_wire`], which refuses such a mode instead).
 pub(crate) fn mode_to_wire(mode: Option<StopMode>) -> i32 {
-    mode.and_then(wire_mode).unwrap_or(pb::StopMode::Unspecified) as i32
+    mode.and_then(wire_mode)
+        .unwrap_or(pb::StopMode::Unspecified) as i32
 }
 
 pub(crate) fn mode_from_wire(mode: i32) -> Result<Option<StopMode>> {
@@ -464,7 +465,10 @@ mod tests {
         for mode in StopMode::ALL {
             let options = options_to_wire(&StopOptions::default().with_mode(mode)).unwrap();
             assert_eq!(mode_from_wire(options.mode).unwrap(), Some(mode), "{mode}");
-            assert_eq!(mode_from_wire(mode_to_wire(Some(mode))).unwrap(), Some(mode));
+            assert_eq!(
+                mode_from_wire(mode_to_wire(Some(mode))).unwrap(),
+                Some(mode)
+            );
         }
         assert_eq!(mode_from_wire(mode_to_wire(None)).unwrap(), None);
     }
