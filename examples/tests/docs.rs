@@ -109,8 +109,15 @@ fn shell_blocks_are_only_where_a_test_runs_them() {
     }
 }
 
-/// The `[features]` names and `[[kind]]` target names of a package's Cargo.toml.
-fn manifest(package: &str) -> (Vec<String>, Vec<(String, String)>) {
+/// A `[[kind]]` target of a manifest: its kind, name and required features.
+struct Target {
+    kind: String,
+    name: String,
+    required_features: Vec<String>,
+}
+
+/// The `[features]` names and the `[[kind]]` targets of a package's Cargo.toml.
+fn manifest(package: &str) -> (Vec<String>, Vec<Target>) {
     let dir = match package {
         "snoozebot-examples" => "examples".to_owned(),
         other => other.to_owned(),
@@ -132,16 +139,58 @@ fn manifest(package: &str) -> (Vec<String>, Vec<(String, String)>) {
             }
         } else if let Some(name) = line.strip_prefix("name = \"") {
             let kind = section.trim_matches(|c| c == '[' || c == ']').to_owned();
-            targets.push((kind, name.trim_end_matches('"').to_owned()));
+            targets.push(Target {
+                kind,
+                name: name.trim_end_matches('"').to_owned(),
+                required_features: Vec::new(),
+            });
+        } else if let Some(list) = line.strip_prefix("required-features = [")
+            && let Some(target) = targets.last_mut()
+        {
+            target.required_features = list
+                .trim_end_matches(']')
+                .split(',')
+                .map(|feature| feature.trim().trim_matches('"').to_owned())
+                .filter(|feature| !feature.is_empty())
+                .collect();
         }
     }
     (features, targets)
 }
 
+/// The `//!` lines of the examples, as a page each: their usage lines are commands too.
+fn example_docs() -> Vec<(String, String)> {
+    let mut pages: Vec<_> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let docs: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("//!"))
+                .map(|line| line.split(" #").next().unwrap_or(line))
+                .collect();
+            // One command per line, as `text` blocks are read.
+            let page = format!("```text\n{}\n```\n", docs.join("\n"));
+            (
+                format!("examples/{}", path.file_name().unwrap().to_string_lossy()),
+                page,
+            )
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// Every `cargo run`, `cargo bench` and `cargo build` shown in docs/, the README and the
+/// examples' own docs works from the workspace root as written: the package, features and
+/// targets exist, and a target's required features are all given (with `-p`, since the root
+/// is a virtual workspace, where `--features` needs a package).
 #[test]
 fn commands_shown_name_what_exists() {
     let mut checked = 0;
-    for (page, markdown) in pages() {
+    for (page, markdown) in pages().into_iter().chain(example_docs()) {
         let commands: Vec<String> = blocks(&markdown)
             .into_iter()
             .filter(|(info, _, _)| info == "text" || info == "sh")
@@ -173,16 +222,31 @@ fn commands_shown_name_what_exists() {
                     );
                 }
             }
+            let given: Vec<&str> = value("--features")
+                .map(|features| features.split(',').collect())
+                .unwrap_or_default();
+            assert!(
+                given.is_empty() || value("-p").is_some(),
+                "{page}: `{command}`: --features from the workspace root needs -p PACKAGE"
+            );
             for (flag, kind) in [
                 ("--example", "example"),
                 ("--bench", "bench"),
                 ("--bin", "bin"),
             ] {
                 if let Some(name) = value(flag) {
-                    assert!(
-                        targets.iter().any(|(k, n)| k == kind && n == name),
-                        "{page}: `{command}`: {package} has no {kind} {name}"
-                    );
+                    let target = targets
+                        .iter()
+                        .find(|target| target.kind == kind && target.name == name)
+                        .unwrap_or_else(|| {
+                            panic!("{page}: `{command}`: {package} has no {kind} {name}")
+                        });
+                    for feature in &target.required_features {
+                        assert!(
+                            given.contains(&feature.as_str()),
+                            "{page}: `{command}`: {kind} {name} requires --features {feature}"
+                        );
+                    }
                 }
             }
             checked += 1;
