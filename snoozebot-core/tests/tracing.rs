@@ -58,6 +58,12 @@ async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
         "attempts=2",
         "outcome=\"ok\"",
         "latency_ms=",
+        "otel.name=mock/get_instance",
+        "otel.kind=\"client\"",
+        "otel.status_code=\"ok\"",
+        "rpc.system=\"snoozebot\"",
+        "rpc.service=mock",
+        "rpc.method=\"get_instance\"",
     ] {
         assert!(
             closes[0].contains(field),
@@ -65,7 +71,22 @@ async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
             closes[0]
         );
     }
-    assert!(closes[1].contains("outcome=\"not_found\""), "{}", closes[1]);
+    for field in [
+        "outcome=\"not_found\"",
+        "otel.status_code=\"error\"",
+        "error.type=\"not_found\"",
+    ] {
+        assert!(
+            closes[1].contains(field),
+            "{field} missing from {}",
+            closes[1]
+        );
+    }
+    assert!(!closes[0].contains("error.type"), "{}", closes[0]);
+    assert!(
+        !output.contains("cloud.provider"),
+        "mock is no cloud: {output}"
+    );
     assert!(output.contains("retrying"), "{output}");
     assert!(output.contains("provider call failed"), "{output}");
 }

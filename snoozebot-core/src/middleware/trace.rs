@@ -1,5 +1,5 @@
 //! One tracing span per provider call: provider, operation, instance id, attempts, outcome and
-//! latency.
+//! latency, with the OpenTelemetry names collectors key on beside them.
 
 use std::task::{Context, Poll};
 
@@ -17,6 +17,21 @@ use crate::error::{Error, Result};
 /// (batch calls), `attempts` (recorded by the retry layer, when there is one), `outcome` (`ok` or the
 /// [`ErrorKind`](crate::ErrorKind) name) and `latency_ms`. A failed call also logs one event at
 /// `WARN` with the error.
+///
+/// Beside them, the fields [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry)
+/// turns into the span's name, kind and status and that OpenTelemetry's semantic conventions
+/// name:
+///
+/// | field | value |
+/// |---|---|
+/// | `otel.name` | `PROVIDER/OPERATION` (`aws/stop_instance`), as RPC spans are named |
+/// | `otel.kind` | `client` |
+/// | `otel.status_code` | `ok`, or `error` for a failed call |
+/// | `error.type` | the [`ErrorKind`](crate::ErrorKind) name of a failed call (`throttled`) |
+/// | `rpc.system` | `snoozebot` |
+/// | `rpc.service` | the provider's name |
+/// | `rpc.method` | the operation (`stop_instances`) |
+/// | `cloud.provider` | `aws`, `gcp` or `azure` for those providers; absent for others |
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
@@ -53,15 +68,24 @@ where
             }
             _ => None,
         };
+        let operation = request.operation();
         let span = tracing::info_span!(
             "snoozebot.call",
             provider = %self.provider,
-            operation = request.operation(),
+            operation,
             instance_id = request.instance_id().map(|id| id.as_str()),
             batch_size,
             attempts = tracing::field::Empty,
             outcome = tracing::field::Empty,
             latency_ms = tracing::field::Empty,
+            otel.name = %RpcName(&self.provider, operation),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+            rpc.system = "snoozebot",
+            rpc.service = %self.provider,
+            rpc.method = operation,
+            cloud.provider = cloud_provider(&self.provider),
         );
         let call = {
             let _entered = span.enter();
@@ -77,9 +101,12 @@ where
                 match &result {
                     Ok(_) => {
                         span.record("outcome", "ok");
+                        span.record("otel.status_code", "ok");
                     }
                     Err(error) => {
                         span.record("outcome", error.kind().as_str());
+                        span.record("otel.status_code", "error");
+                        span.record("error.type", error.kind().as_str());
                         tracing::warn!(error = %error, "provider call failed");
                     }
                 }
@@ -87,6 +114,25 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// `PROVIDER/OPERATION`, written only when a subscriber reads the span.
+struct RpcName<'a>(&'a str, &'static str);
+
+impl std::fmt::Display for RpcName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)
+    }
+}
+
+/// OpenTelemetry's `cloud.provider` for the providers that are one of its clouds.
+fn cloud_provider(provider: &str) -> Option<&'static str> {
+    match provider {
+        "aws" => Some("aws"),
+        "gcp" => Some("gcp"),
+        "azure" => Some("azure"),
+        _ => None,
     }
 }
 
