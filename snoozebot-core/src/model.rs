@@ -60,10 +60,11 @@ impl InstanceId {
         }
         if let Some((position, bad)) = id
             .char_indices()
-            .find(|(_, c)| c.is_control() || c.is_whitespace())
+            .find(|(_, c)| c.is_control() || c.is_whitespace() || is_invisible_format(*c))
         {
             return Err(Error::invalid_argument(format!(
-                "instance id {:?} contains {:?} at byte {position}; whitespace and control characters are not allowed",
+                "instance id {:?} contains {:?} at byte {position}; whitespace, control, \
+                 invisible and direction-changing characters are not allowed",
                 id, bad
             )));
         }
@@ -79,6 +80,35 @@ impl InstanceId {
     pub fn into_string(self) -> String {
         self.0
     }
+}
+
+/// Unicode's format characters (category Cf): invisible, and some (U+202E) reverse how the
+/// text around them is shown, so an id could read as another in a log, a table or a terminal.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 impl fmt::Debug for InstanceId {
@@ -655,7 +685,19 @@ mod tests {
 
     #[test]
     fn instance_id_rejects_empty_whitespace_control_and_overlong() {
-        for bad in ["", " ", "i-1 2", "i-12\n", "tab\there", "bell\u{7}"] {
+        for bad in [
+            "",
+            " ",
+            "i-1 2",
+            "i-12\n",
+            "tab\there",
+            "bell\u{7}",
+            // Reads as "i-0abc…" while it is "i-0cba…" in a log or a terminal.
+            "i-0\u{202E}cba",
+            "i-\u{2066}0abc\u{2069}",
+            "i-0abc\u{200B}",
+            "\u{FEFF}i-0abc",
+        ] {
             let err = InstanceId::new(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad:?}");
         }
@@ -674,6 +716,8 @@ mod tests {
             "my-project/us-central1-a/web-1",
             "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1",
             "rg/vm1",
+            // Azure resource group names may hold letters beyond ASCII.
+            "/subscriptions/0000/resourceGroups/équipe-données/providers/Microsoft.Compute/virtualMachines/vm1",
         ] {
             assert_eq!(InstanceId::new(good).unwrap().as_str(), good);
         }

@@ -358,9 +358,14 @@ async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next)
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_default();
+    // HEAD is GET without the body (axum answers it with the GET handler): GET's role.
+    let method = match request.method() {
+        &Method::HEAD => Method::GET,
+        method => method.clone(),
+    };
     let needed = guard
         .roles
-        .get(&(request.method().clone(), path))
+        .get(&(method, path))
         .copied()
         // A route missing from the document: only admins (fail closed).
         .unwrap_or(Some(Role::Admin));

@@ -274,6 +274,13 @@ async fn each_role_reaches_what_it_may_and_is_refused_the_rest() {
                     "{role} {method} {path}: {status} {body}"
                 );
             }
+            if method == Method::GET {
+                // HEAD is GET without the body, with GET's role.
+                let (head, _, _) = api
+                    .call(Method::HEAD, &concrete(&path), Some(api.key(role)), None)
+                    .await;
+                assert_eq!(head, status, "{role} HEAD {path}");
+            }
         }
     }
 }
