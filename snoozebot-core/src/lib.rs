@@ -58,6 +58,7 @@
 
 mod backoff;
 mod error;
+mod log_budget;
 pub mod manager;
 pub mod middleware;
 mod model;
@@ -65,6 +66,7 @@ mod provider;
 
 pub use backoff::Backoff;
 pub use error::{Error, ErrorKind, Result, parse_retry_after};
+pub use log_budget::LogBudget;
 pub use manager::{PluginManager, ProviderKind};
 pub use middleware::{BudgetConfig, ProviderBuilder, ProviderStack, RateLimiter, RetryConfig};
 pub use model::{
@@ -74,7 +76,7 @@ pub use model::{
 pub use provider::{
     BatchResults, CloudProvider, CloudProviderExt, DEFAULT_BATCH_CONCURRENCY, Health, InstancePage,
     PageRequest, WAIT_BACKOFF, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL, checked_batch,
-    deadline_in, each_id_fails,
+    deadline_in, each_id_fails, single_calls,
 };
 
 /// Re-exported so providers implement [`CloudProvider`] with the same macro version.

@@ -105,6 +105,25 @@ pub fn each_id_fails(ids: &[InstanceId], error: &Error) -> BatchResults {
         .collect()
 }
 
+/// A batch as single calls, [`DEFAULT_BATCH_CONCURRENCY`] at a time: `call` once per id, one
+/// result per id in the order given. What [`CloudProvider::stop_instances`] and
+/// [`CloudProvider::start_instances`] do by default, for providers without a batch API or a
+/// batch call that turned out not to exist.
+pub async fn single_calls<F, Fut>(ids: &[InstanceId], call: F) -> BatchResults
+where
+    F: Fn(InstanceId) -> Fut,
+    Fut: Future<Output = Result<StateChange>>,
+{
+    stream::iter(ids.iter().cloned())
+        .map(|id| {
+            let result = call(id.clone());
+            async move { (id, result.await) }
+        })
+        .buffered(DEFAULT_BATCH_CONCURRENCY)
+        .collect()
+        .await
+}
+
 /// A batch whose items are checked one by one before any call: each item `check` refuses keeps
 /// its error; the ids of the others go to `call` together, each once however often it was
 /// given; every item gets its result back, in the order given, matched by id (an id `call`
@@ -174,8 +193,13 @@ where
 pub enum Health {
     /// Ready for calls.
     Serving,
-    /// Loaded but not answering.
+    /// Loaded but not answering (a plugin restarting, or failing its health checks).
     NotServing {
+        /// Why.
+        reason: String,
+    },
+    /// Given up: it will not recover by itself (a plugin in a crash loop); reload it.
+    Failed {
         /// Why.
         reason: String,
     },
@@ -251,27 +275,13 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug {
     /// Stops many instances: one result per id, in the order given. A failing id does not keep
     /// the others from being stopped.
     async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
-        stream::iter(ids.iter().cloned())
-            .map(|id| async move {
-                let result = self.stop_instance(&id, opts).await;
-                (id, result)
-            })
-            .buffered(DEFAULT_BATCH_CONCURRENCY)
-            .collect()
-            .await
+        single_calls(ids, |id| async move { self.stop_instance(&id, opts).await }).await
     }
 
     /// Starts many instances: one result per id, in the order given. A failing id does not keep
     /// the others from being started.
     async fn start_instances(&self, ids: &[InstanceId]) -> BatchResults {
-        stream::iter(ids.iter().cloned())
-            .map(|id| async move {
-                let result = self.start_instance(&id).await;
-                (id, result)
-            })
-            .buffered(DEFAULT_BATCH_CONCURRENCY)
-            .collect()
-            .await
+        single_calls(ids, |id| async move { self.start_instance(&id).await }).await
     }
 
     /// Whether the provider can take calls now. The default is [`Health::Serving`]; a provider

@@ -77,15 +77,11 @@ fn go_fleet_fixture() -> Fixture {
     .with_wait_timeout(Duration::from_secs(10))
 }
 
-async fn our_host_loads_the_go_plugin(auto_mtls: bool) {
+async fn our_host_loads_the_go_plugin(config: PluginConfig) {
     let programs = go_programs();
-    let client = PluginClient::launch(
-        "go-fleet",
-        &programs.plugin,
-        PluginConfig::default().with_auto_mtls(auto_mtls),
-    )
-    .await
-    .unwrap();
+    let client = PluginClient::launch("go-fleet", &programs.plugin, config)
+        .await
+        .unwrap();
     assert_eq!(client.info().name, "go-fleet");
     assert_eq!(client.health().await, snoozebot_core::Health::Serving);
     conformance::run(&client, &go_fleet_fixture()).await;
@@ -99,10 +95,18 @@ async fn our_host_loads_the_go_plugin(auto_mtls: bool) {
 
 #[tokio::test]
 async fn our_host_loads_a_go_plugin_and_it_conforms() {
-    our_host_loads_the_go_plugin(false).await;
+    our_host_loads_the_go_plugin(PluginConfig::default()).await;
 }
 
 #[tokio::test]
 async fn our_host_loads_a_go_plugin_with_auto_mtls_p521_certificates() {
-    our_host_loads_the_go_plugin(true).await;
+    our_host_loads_the_go_plugin(PluginConfig::default().with_auto_mtls(true)).await;
+}
+
+/// The batch RPCs are optional for a plugin: one that leaves them unimplemented still
+/// conforms, its batches sent as single calls.
+#[tokio::test]
+async fn a_go_plugin_without_the_batch_rpcs_conforms_through_single_calls() {
+    our_host_loads_the_go_plugin(PluginConfig::default().with_env("SNOOZEBOT_GO_NO_BATCH", "1"))
+        .await;
 }

@@ -215,6 +215,68 @@ async fn a_plugin_that_dies_mid_call_fails_the_call_and_is_restarted() {
 }
 
 #[tokio::test]
+async fn a_crash_loop_backs_off_further_each_time_and_ends_failed_until_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let config = marked("loop")
+        .with_env("SNOOZEBOT_MOCK_EXIT_AFTER_MS", "150")
+        .with_env("SNOOZEBOT_MOCK_START_LOG", starts.display().to_string())
+        .with_restarts(3, Duration::from_millis(100))
+        .with_health_check_interval(None);
+    let client = PluginClient::launch("mock", mock_plugin(), config.clone())
+        .await
+        .unwrap();
+    let id = InstanceId::new("mock-0001").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failure = loop {
+        match client.get_instance(&id).await {
+            Err(error) if error.kind() == ErrorKind::Plugin => break error,
+            _ if Instant::now() > deadline => panic!("still restarting after 15 s"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    assert!(
+        failure
+            .message()
+            .contains("gave up after 3 restarts in a row"),
+        "{failure}"
+    );
+    assert!(!failure.is_retryable(), "{failure}");
+    let health = client.health().await;
+    assert!(
+        matches!(&health, snoozebot_core::Health::Failed { reason } if reason.contains("gave up")),
+        "{health:?}"
+    );
+
+    // The first start and three restarts, each waiting longer than the one before.
+    let times: Vec<u64> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 4, "starts at {times:?}");
+    for (n, pair) in times.windows(2).enumerate() {
+        let least = 150 + (100 << n);
+        assert!(
+            pair[1] - pair[0] >= least,
+            "restart {} came {} ms after the start before (its backoff alone is {} ms): {times:?}",
+            n + 1,
+            pair[1] - pair[0],
+            100 << n
+        );
+    }
+    assert_no_marked_processes("loop").await;
+
+    // A reload is a new launch, and clears it.
+    drop(client);
+    let reloaded = PluginClient::launch("mock", mock_plugin(), marked("loop"))
+        .await
+        .unwrap();
+    assert!(reloaded.get_instance(&id).await.is_ok());
+    reloaded.shutdown().await;
+}
+
+#[tokio::test]
 async fn kill_9_of_the_plugin_fails_calls_fast_then_they_work_again() {
     let config = marked("kill9").with_restarts(5, Duration::from_millis(100));
     let client = PluginClient::launch("mock", mock_plugin(), config)

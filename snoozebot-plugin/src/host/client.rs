@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use snoozebot_core::{
     BatchResults, CloudProvider, Error, ErrorKind, Health, InstanceFilter, InstanceId,
     InstanceInfo, InstancePage, PageRequest, ProviderInfo, Result, StateChange, StopOptions,
-    each_id_fails,
+    each_id_fails, single_calls,
 };
 
 use super::PluginConfig;
 use super::connection::Connection;
 use super::launch::{Running, launch_once};
-use super::supervisor::{Slot, Supervisor, check_health, stop, supervise};
+use super::supervisor::{CrashStreak, Slot, Supervisor, check_health, stop, supervise};
 use crate::PluginAddress;
 use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
 use crate::wire::{
@@ -60,6 +60,7 @@ impl PluginClient {
             config,
             slot: Mutex::new(Slot::Running(Arc::clone(&running))),
             closed: AtomicBool::new(false),
+            streak: Mutex::new(CrashStreak::new()),
         });
         supervise(Arc::downgrade(&supervisor), &running);
         Ok(PluginClient { supervisor })
@@ -91,6 +92,11 @@ impl PluginClient {
     async fn health_check(&self) -> Health {
         let running = match self.supervisor.running() {
             Ok(running) => running,
+            Err(error) if matches!(&*self.supervisor.slot(), Slot::Failed(_)) => {
+                return Health::Failed {
+                    reason: error.message().to_owned(),
+                };
+            }
             Err(error) => {
                 return Health::NotServing {
                     reason: error.message().to_owned(),
@@ -288,10 +294,17 @@ impl CloudProvider for PluginClient {
             ids: ids.iter().map(ToString::to_string).collect(),
             options: Some(options),
         };
-        self.batch(ids, |mut client| async move {
-            client.stop_instances(request).await
-        })
-        .await
+        let answer = self
+            .batch(ids, |mut client| async move {
+                client.stop_instances(request).await
+            })
+            .await;
+        match answer {
+            Some(results) => results,
+            None => {
+                single_calls(ids, |id| async move { self.stop_instance(&id, opts).await }).await
+            }
+        }
     }
 
     async fn health(&self) -> Health {
@@ -307,17 +320,23 @@ impl CloudProvider for PluginClient {
         let request = pb::StartInstancesRequest {
             ids: ids.iter().map(ToString::to_string).collect(),
         };
-        self.batch(ids, |mut client| async move {
-            client.start_instances(request).await
-        })
-        .await
+        let answer = self
+            .batch(ids, |mut client| async move {
+                client.start_instances(request).await
+            })
+            .await;
+        match answer {
+            Some(results) => results,
+            None => single_calls(ids, |id| async move { self.start_instance(&id).await }).await,
+        }
     }
 }
 
 impl PluginClient {
     /// Makes one batch call and reads one result per id; a call that fails as a whole is each
-    /// id's failure.
-    async fn batch<F, Fut>(&self, ids: &[InstanceId], call: F) -> BatchResults
+    /// id's failure. `None` when the plugin does not implement the batch RPC (`UNIMPLEMENTED`:
+    /// it is optional for plugins in other languages), for the caller to send single calls.
+    async fn batch<F, Fut>(&self, ids: &[InstanceId], call: F) -> Option<BatchResults>
     where
         F: FnOnce(CloudProviderClient<Connection>) -> Fut,
         Fut: std::future::Future<
@@ -325,12 +344,14 @@ impl PluginClient {
             >,
     {
         let result = match self.supervisor.running() {
-            Ok(running) => call(running.provider.clone())
-                .await
-                .map_err(|status| self.error(&running, status))
-                .and_then(|response| batch_from_wire(ids, response.into_inner())),
+            Ok(running) => match call(running.provider.clone()).await {
+                Err(status) if status.code() == tonic::Code::Unimplemented => return None,
+                answer => answer
+                    .map_err(|status| self.error(&running, status))
+                    .and_then(|response| batch_from_wire(ids, response.into_inner())),
+            },
             Err(error) => Err(error),
         };
-        result.unwrap_or_else(|error| each_id_fails(ids, &error))
+        Some(result.unwrap_or_else(|error| each_id_fails(ids, &error)))
     }
 }

@@ -47,11 +47,15 @@ pub struct PluginConfig {
     pub health_check_interval: Option<Duration>,
     /// How long a health check may take before the plugin counts as hung. Default 2 s.
     pub health_check_timeout: Duration,
-    /// Attempts to restart the plugin after it stopped unexpectedly, before giving up.
-    /// Default 5.
+    /// Restarts in a row (crashes without a stable run between them) before the plugin is
+    /// given up as failed; a reload clears it. Default 5.
     pub max_restarts: u32,
-    /// The waits before restart attempts. Default 200 ms doubling up to 10 s.
+    /// The waits before restart attempts; each crash in a row waits the next one. Default 200 ms
+    /// doubling up to 10 s.
     pub restart_backoff: Backoff,
+    /// How long a launch must run for its crash to start a new streak rather than continue
+    /// one (a plugin that dies a second after each start is a crash loop). Default 60 s.
+    pub stable_after: Duration,
     /// Names of host environment variables the plugin inherits; a trailing `*` matches a prefix
     /// (`AWS_*`). Default: [`DEFAULT_INHERITED_ENV`].
     pub inherit_env: Vec<String>,
@@ -72,6 +76,7 @@ impl Default for PluginConfig {
             health_check_timeout: Duration::from_secs(2),
             max_restarts: 5,
             restart_backoff: Backoff::new(Duration::from_millis(200), MAX_RESTART_BACKOFF),
+            stable_after: Duration::from_secs(60),
             inherit_env: DEFAULT_INHERITED_ENV
                 .iter()
                 .map(|name| (*name).to_owned())
@@ -104,6 +109,12 @@ impl PluginConfig {
     /// Sets the health-check interval (`None`: no periodic checks).
     pub fn with_health_check_interval(mut self, interval: Option<Duration>) -> Self {
         self.health_check_interval = interval;
+        self
+    }
+
+    /// Sets how long a launch must run before a crash starts a new streak.
+    pub fn with_stable_after(mut self, stable_after: Duration) -> Self {
+        self.stable_after = stable_after;
         self
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 use snoozebot_core::{Error, ProviderInfo, Result};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStdout, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -17,6 +17,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::PluginConfig;
 use super::connection::{Connection, ORIGIN, connect};
+use super::lines::{BoundedLines, MAX_LINE};
 use super::plugin_error;
 use super::process::{
     ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir, reap,
@@ -174,7 +175,16 @@ pub(super) async fn launch_once(
     }))
 }
 
-/// Reads stdout until the handshake line; stray lines before it are logged and skipped.
+/// Stray output a plugin may write to stdout before its handshake, in bytes; past it the
+/// plugin is refused (go-plugin's host reads without a bound until its start timeout).
+const MAX_STDOUT_BEFORE_HANDSHAKE: usize = 64 * 1024;
+
+/// Stray stdout lines warned about before the handshake; the rest are counted.
+const STRAY_LINES_WARNED: u32 = 5;
+
+/// Reads stdout until the handshake line; stray lines before it are logged and skipped. At
+/// most [`MAX_STDOUT_BEFORE_HANDSHAKE`] bytes are read before it, so a plugin that floods
+/// stdout is refused at once rather than read until its start timeout.
 async fn read_handshake(
     name: &str,
     stdout: ChildStdout,
@@ -182,7 +192,8 @@ async fn read_handshake(
     mut exited: watch::Receiver<Option<String>>,
     tail: &StderrTail,
 ) -> Result<(Handshake, StdoutLines)> {
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = BoundedLines::new(stdout.take(MAX_STDOUT_BEFORE_HANDSHAKE as u64), MAX_LINE);
+    let stray_budget = snoozebot_core::LogBudget::new(STRAY_LINES_WARNED, Duration::MAX);
     loop {
         let exit = async {
             exited
@@ -201,15 +212,21 @@ async fn read_handshake(
             }
         };
         match line {
-            Ok(Some(line)) if Handshake::looks_like_handshake(&line) => {
-                return Handshake::parse(&line, app_versions)
+            Some(line) if line.cut == 0 && Handshake::looks_like_handshake(&line.text) => {
+                // From here on stdout is only drained.
+                lines.get_mut().set_limit(u64::MAX);
+                return Handshake::parse(&line.text, app_versions)
                     .map(|handshake| (handshake, lines))
                     .map_err(|error| plugin_error(name, error.message()));
             }
-            Ok(Some(line)) => {
-                tracing::warn!(plugin = name, %line, "plugin wrote to stdout before its handshake; skipped");
+            Some(_) if lines.get_mut().limit() == 0 => return Err(flooded(name, tail)),
+            Some(line) => {
+                if stray_budget.admit().is_some() {
+                    tracing::warn!(plugin = name, line = %line.display(), "plugin wrote to stdout before its handshake; skipped");
+                }
             }
-            Ok(None) | Err(_) => {
+            None if lines.get_mut().limit() == 0 => return Err(flooded(name, tail)),
+            None => {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), exited.wait_for(Option::is_some))
                         .await;
@@ -227,4 +244,15 @@ async fn read_handshake(
             }
         }
     }
+}
+
+fn flooded(name: &str, tail: &StderrTail) -> Error {
+    plugin_error(
+        name,
+        format!(
+            "it wrote {} KiB to stdout without a handshake and was killed; {}",
+            MAX_STDOUT_BEFORE_HANDSHAKE / 1024,
+            tail.describe()
+        ),
+    )
 }

@@ -59,14 +59,27 @@ fn parse(line: &str) -> (Level, String, String) {
     (Level::Debug, line.to_owned(), String::new())
 }
 
-pub(crate) fn forward_line(plugin: &str, line: &str) {
+/// Logs one line of the plugin's stderr at its level; `held_back` lines before it were not
+/// logged (over the rate budget), and a non-zero count is said with it.
+pub(crate) fn forward_line(plugin: &str, line: &str, held_back: u64) {
     let (level, message, fields) = parse(line);
+    let held_back = (held_back > 0).then_some(held_back);
     match level {
-        Level::Trace => tracing::trace!(target: "snoozebot::plugin", plugin, fields, "{message}"),
-        Level::Debug => tracing::debug!(target: "snoozebot::plugin", plugin, fields, "{message}"),
-        Level::Info => tracing::info!(target: "snoozebot::plugin", plugin, fields, "{message}"),
-        Level::Warn => tracing::warn!(target: "snoozebot::plugin", plugin, fields, "{message}"),
-        Level::Error => tracing::error!(target: "snoozebot::plugin", plugin, fields, "{message}"),
+        Level::Trace => {
+            tracing::trace!(target: "snoozebot::plugin", plugin, fields, held_back, "{message}")
+        }
+        Level::Debug => {
+            tracing::debug!(target: "snoozebot::plugin", plugin, fields, held_back, "{message}")
+        }
+        Level::Info => {
+            tracing::info!(target: "snoozebot::plugin", plugin, fields, held_back, "{message}")
+        }
+        Level::Warn => {
+            tracing::warn!(target: "snoozebot::plugin", plugin, fields, held_back, "{message}")
+        }
+        Level::Error => {
+            tracing::error!(target: "snoozebot::plugin", plugin, fields, held_back, "{message}")
+        }
     }
 }
 

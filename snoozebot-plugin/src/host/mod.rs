@@ -21,6 +21,7 @@ mod config;
 mod connection;
 mod discover;
 mod launch;
+mod lines;
 mod log;
 mod process;
 mod supervisor;

@@ -1,5 +1,6 @@
 //! The plugin's process: its group (killed on drop), reaping, its stdout after the handshake
-//! and its stderr, forwarded into `tracing` with the last lines kept for error messages.
+//! and its stderr, forwarded into `tracing` (bounded per line and in rate) with the last lines
+//! kept for error messages.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -9,11 +10,16 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use snoozebot_core::LogBudget;
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::{Notify, watch};
 
+use super::lines::{BoundedLines, MAX_LINE};
 use crate::PluginAddress;
+
+/// Lines of a plugin's output logged per second; beyond, they are counted and the count logged
+/// with the next line let through.
+const LOG_LINES_PER_SECOND: u32 = 200;
 
 /// The last lines a plugin wrote to stderr, for error messages.
 #[derive(Default)]
@@ -146,28 +152,44 @@ pub(super) fn reap(name: String, mut child: Child) -> watch::Receiver<Option<Str
     receiver
 }
 
-pub(super) type StdoutLines = tokio::io::Lines<BufReader<ChildStdout>>;
+/// A plugin's stdout; `Take` bounds what is read before the handshake (lifted after it).
+pub(super) type StdoutLines = BoundedLines<tokio::io::Take<ChildStdout>>;
 
+/// Reads the plugin's stdout to its end after the handshake, so the plugin never blocks on it;
+/// lines are logged at `DEBUG`, within the rate budget.
 pub(super) fn drain_stdout(name: String, mut lines: StdoutLines) {
     tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(plugin = %name, %line, "plugin stdout");
+        let budget = LogBudget::new(LOG_LINES_PER_SECOND, Duration::from_secs(1));
+        while let Some(line) = lines.next_line().await {
+            if let Some(held_back) = budget.admit() {
+                tracing::debug!(plugin = %name, line = %line.display(), held_back, "plugin stdout");
+            }
         }
     });
 }
 
-/// Forwards the plugin's stderr into `tracing`, line by line: hclog JSON lines and `[LEVEL]`
-/// prefixes keep their level; anything else is logged at `DEBUG`.
+/// Forwards the plugin's stderr into `tracing`, line by line, until it closes: hclog JSON
+/// lines and `[LEVEL]` prefixes keep their level; anything else is logged at `DEBUG`. Lines
+/// are cut at [`MAX_LINE`], invalid UTF-8 is replaced, and past the rate budget lines are
+/// counted instead of logged (the count rides on the next line logged, or a last event).
 pub(super) fn forward_stderr(
     name: String,
     stderr: tokio::process::ChildStderr,
     tail: Arc<StderrTail>,
 ) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tail.push(&line);
-            super::log::forward_line(&name, &line);
+        let budget = LogBudget::new(LOG_LINES_PER_SECOND, Duration::from_secs(1));
+        let mut lines = BoundedLines::new(stderr, MAX_LINE);
+        while let Some(line) = lines.next_line().await {
+            let text = line.display();
+            tail.push(&text);
+            if let Some(held_back) = budget.admit() {
+                super::log::forward_line(&name, &text, held_back);
+            }
+        }
+        let held_back = budget.take_held_back();
+        if held_back > 0 {
+            tracing::warn!(target: "snoozebot::plugin", plugin = %name, held_back, "plugin stderr lines not logged (over the rate budget)");
         }
         tail.mark_ended();
     });

@@ -1,5 +1,5 @@
 //! Supervision: a launch is watched for exit and failed health checks, and replaced with
-//! backoff, a bounded number of times in a row.
+//! backoff growing with each crash in a row; a crash loop ends in [`Slot::Failed`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,9 +39,34 @@ pub(super) struct Supervisor {
     /// The info of the last launch, so `info()` answers while the plugin restarts.
     pub(super) info: Mutex<ProviderInfo>,
     pub(super) closed: AtomicBool,
+    pub(super) streak: Mutex<CrashStreak>,
+}
+
+/// Crashes in a row: counted across launches that came up and died again soon (within
+/// [`PluginConfig::stable_after`]), so a plugin that crashes a second after each start backs
+/// off further each time and is given up after [`PluginConfig::max_restarts`].
+pub(crate) struct CrashStreak {
+    restarts: u32,
+    launched: Instant,
+}
+
+impl CrashStreak {
+    pub(crate) fn new() -> Self {
+        CrashStreak {
+            restarts: 0,
+            launched: Instant::now(),
+        }
+    }
 }
 
 impl Supervisor {
+    fn streak(&self) -> std::sync::MutexGuard<'_, CrashStreak> {
+        match self.streak.lock() {
+            Ok(streak) => streak,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     pub(super) fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         match self.slot.lock() {
             Ok(slot) => slot,
@@ -163,13 +188,25 @@ pub(super) async fn restart(supervisor: Weak<Supervisor>, crashed: Weak<Running>
             next_attempt: Instant::now() + this.config.restart_backoff.initial,
         };
     }
-    tracing::warn!(plugin = %this.name, %reason, "plugin stopped unexpectedly; restarting");
-    let mut waits = this.config.restart_backoff.delays();
-    let mut attempt = 0;
-    let mut last_error;
+    {
+        let mut streak = this.streak();
+        if streak.launched.elapsed() >= this.config.stable_after {
+            streak.restarts = 0;
+        }
+    }
+    let mut last_error = reason.clone();
     loop {
-        attempt += 1;
-        let backoff = waits.next().unwrap_or(this.config.restart_backoff.max);
+        let restarts = this.streak().restarts;
+        if restarts >= this.config.max_restarts {
+            break;
+        }
+        let backoff = this
+            .config
+            .restart_backoff
+            .delays()
+            .nth(restarts as usize)
+            .unwrap_or(this.config.restart_backoff.max);
+        tracing::warn!(plugin = %this.name, reason = %last_error, restarts, backoff_ms = backoff.as_millis() as u64, "plugin stopped unexpectedly; restarting");
         {
             let mut slot = this.slot();
             if let Slot::Restarting { next_attempt } = &mut *slot {
@@ -180,6 +217,7 @@ pub(super) async fn restart(supervisor: Weak<Supervisor>, crashed: Weak<Running>
         if this.closed.load(Ordering::SeqCst) {
             return;
         }
+        this.streak().restarts += 1;
         match launch_once(&this.name, &this.path, &this.config).await {
             Ok(running) => {
                 let installed = {
@@ -195,26 +233,27 @@ pub(super) async fn restart(supervisor: Weak<Supervisor>, crashed: Weak<Running>
                     stop(&running, Duration::ZERO).await;
                     return;
                 }
+                this.streak().launched = Instant::now();
                 if let Ok(mut info) = this.info.lock() {
                     *info = running.info.clone();
                 }
-                tracing::info!(plugin = %this.name, attempt, "plugin restarted");
+                tracing::info!(plugin = %this.name, restarts = restarts + 1, "plugin restarted");
                 supervise(supervisor, &running);
                 return;
             }
             Err(error) => {
-                tracing::warn!(plugin = %this.name, attempt, %error, "restarting the plugin failed");
-                last_error = error;
+                last_error = error.message().to_owned();
             }
         }
-        if attempt >= this.config.max_restarts {
-            break;
-        }
     }
+    let restarts = this.streak().restarts;
     let error = plugin_error(
         &this.name,
-        format!("gave up after {attempt} restarts: {}", last_error.message()),
+        format!(
+            "failed: gave up after {restarts} restarts in a row; reload it to try again. Last: {last_error}"
+        ),
     );
+    tracing::error!(plugin = %this.name, %error, "plugin given up");
     let mut slot = this.slot();
     if !matches!(*slot, Slot::Closed) {
         *slot = Slot::Failed(error);

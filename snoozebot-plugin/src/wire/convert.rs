@@ -402,13 +402,11 @@ pub fn status_to_error(status: &Status) -> Error {
             Code::Unauthenticated => ErrorKind::Unauthenticated,
             Code::ResourceExhausted => ErrorKind::Throttled,
             Code::DeadlineExceeded => ErrorKind::Timeout,
+            Code::Unavailable => ErrorKind::Unavailable,
             Code::Unimplemented => ErrorKind::Unsupported,
-            Code::Ok
-            | Code::Unavailable
-            | Code::Unknown
-            | Code::Internal
-            | Code::Cancelled
-            | Code::DataLoss => ErrorKind::Plugin,
+            Code::Ok | Code::Unknown | Code::Internal | Code::Cancelled | Code::DataLoss => {
+                ErrorKind::Plugin
+            }
         });
     let message = if info.is_some() {
         status.message().to_owned()
@@ -451,10 +449,21 @@ mod tests {
         let error = status_to_error(&Status::not_found("no such VM"));
         assert_eq!(error.kind(), ErrorKind::NotFound);
         assert!(error.message().contains("no such VM"));
-        let error = status_to_error(&Status::unavailable("connection refused"));
+        // The transient codes are retryable, as gRPC means them, with or without details.
+        for (status, kind) in [
+            (
+                Status::unavailable("backend restarting"),
+                ErrorKind::Unavailable,
+            ),
+            (Status::resource_exhausted("quota"), ErrorKind::Throttled),
+            (Status::deadline_exceeded("slow"), ErrorKind::Timeout),
+        ] {
+            let error = status_to_error(&status);
+            assert_eq!(error.kind(), kind, "{status:?}");
+            assert!(error.is_retryable(), "{status:?}");
+        }
+        let error = status_to_error(&Status::internal("nil pointer"));
         assert_eq!(error.kind(), ErrorKind::Plugin);
-        let error = status_to_error(&Status::resource_exhausted("quota"));
-        assert_eq!(error.kind(), ErrorKind::Throttled);
     }
 
     #[test]

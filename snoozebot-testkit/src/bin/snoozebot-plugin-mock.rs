@@ -8,7 +8,11 @@
 //! | `SNOOZEBOT_MOCK_TRANSITION_MS` | how long stop and start take |
 //! | `SNOOZEBOT_MOCK_LATENCY_MS` | added latency of every call |
 //! | `SNOOZEBOT_MOCK_TAG_BYTES` | adds a `padding` tag of this many bytes to every instance |
-//! | `SNOOZEBOT_MOCK_BEFORE_HANDSHAKE` | misbehave first: `garbage` (stray stdout lines), `hang`, `exit`, `bad-handshake` |
+//! | `SNOOZEBOT_MOCK_BEFORE_HANDSHAKE` | misbehave first: `garbage` (stray stdout lines), `hang`, `exit`, `bad-handshake`, `flood-stdout` (1 GiB without a newline, then hang) |
+//! | `SNOOZEBOT_MOCK_STDERR_FLOOD` | before serving, writes a stderr line of this many bytes without a newline until the last, then a line of bytes that are not UTF-8 |
+//! | `SNOOZEBOT_MOCK_EXIT_AFTER_MS` | exits (status 7) this long after it starts: a crash loop |
+//! | `SNOOZEBOT_MOCK_START_LOG` | a file path: each start appends a line with the time in milliseconds since the epoch |
+//! | `SNOOZEBOT_MOCK_LOG_GETS` | `1`: every `get_instance` writes `[WARN] get_instance ID` to stderr |
 //! | `SNOOZEBOT_MOCK_THROTTLE_GETS` | the first N `get_instance` calls answer `Throttled` (retry after 20 ms) |
 //! | `SNOOZEBOT_MOCK_CRASH_ONCE` | a file path: the first `get_instance` while it does not exist creates it and aborts mid-call (so the restarted plugin answers) |
 //!
@@ -40,6 +44,9 @@ impl CloudProvider for CrashableFleet {
     }
 
     async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
+        if std::env::var_os("SNOOZEBOT_MOCK_LOG_GETS").is_some() {
+            eprintln!("[WARN] get_instance {id}");
+        }
         if id.as_str() == "mock-crash" {
             eprintln!("[ERROR] asked for mock-crash: aborting mid-call");
             std::process::abort();
@@ -74,6 +81,18 @@ impl CloudProvider for CrashableFleet {
     }
 }
 
+/// Writes `count` copies of `byte`, in chunks, without a newline.
+fn write_bytes(out: &mut impl std::io::Write, count: usize, byte: u8) -> std::io::Result<()> {
+    let chunk = vec![byte; 64 * 1024];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        out.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    out.flush()
+}
+
 fn main() -> ExitCode {
     snoozebot_plugin::init_logging();
     match std::env::var("SNOOZEBOT_MOCK_BEFORE_HANDSHAKE").as_deref() {
@@ -93,7 +112,39 @@ fn main() -> ExitCode {
             println!("2|1|unix|/nonexistent.sock|grpc|");
             std::thread::sleep(Duration::from_secs(3600));
         }
+        Ok("flood-stdout") => {
+            // Stops with a broken pipe once the host gives up reading.
+            let _ = write_bytes(&mut std::io::stdout(), 1 << 30, b'x');
+            std::thread::sleep(Duration::from_secs(3600));
+        }
         _ => {}
+    }
+    if let Some(path) = std::env::var_os("SNOOZEBOT_MOCK_START_LOG") {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, format!("{millis}\n").as_bytes())
+            });
+        if let Err(error) = appended {
+            eprintln!("[ERROR] cannot log my start: {error}");
+        }
+    }
+    if let Some(after) = env_number("SNOOZEBOT_MOCK_EXIT_AFTER_MS") {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(after));
+            eprintln!("[ERROR] exiting {after} ms after my start, as configured");
+            std::process::exit(7);
+        });
+    }
+    if let Some(bytes) = env_number("SNOOZEBOT_MOCK_STDERR_FLOOD") {
+        let mut stderr = std::io::stderr();
+        let _ = write_bytes(&mut stderr, bytes as usize, b'x');
+        let _ = std::io::Write::write_all(&mut stderr, b"\n[WARN] not UTF-8: \xff\xfe\xc3\n");
     }
 
     let count = env_number("SNOOZEBOT_MOCK_INSTANCES").unwrap_or(8) as usize;

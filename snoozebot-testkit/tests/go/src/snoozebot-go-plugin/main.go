@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -199,13 +200,29 @@ func (f *fleet) StartInstances(_ context.Context, req *pb.StartInstancesRequest)
 	return resp, nil
 }
 
+// noBatch answers the batch RPCs as a plugin that leaves them out does (the generated
+// UnimplementedCloudProviderServer): codes.Unimplemented. SNOOZEBOT_GO_NO_BATCH=1 serves it.
+type noBatch struct{ *fleet }
+
+func (noBatch) StopInstances(context.Context, *pb.StopInstancesRequest) (*pb.BatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopInstances not implemented")
+}
+
+func (noBatch) StartInstances(context.Context, *pb.StartInstancesRequest) (*pb.BatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartInstances not implemented")
+}
+
 type providerPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	impl *fleet
 }
 
 func (p *providerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterCloudProviderServer(s, p.impl)
+	if os.Getenv("SNOOZEBOT_GO_NO_BATCH") == "1" {
+		pb.RegisterCloudProviderServer(s, noBatch{p.impl})
+	} else {
+		pb.RegisterCloudProviderServer(s, p.impl)
+	}
 	return nil
 }
 
