@@ -1,5 +1,5 @@
 //! docs/ stays true to the code:
-//! - every `rust,ignore` block is an excerpt, marked `<!-- from PATH -->`, found line by line
+//! - every `rust,ignore` block (and every `go` block marked so) is an excerpt, marked `<!-- from PATH -->`, found line by line
 //!   (indentation aside) in that file; other Rust blocks are compiled as doc tests
 //!   (`examples/src/lib.rs` includes each page);
 //! - `sh` blocks are run verbatim — only docs/rest-api.md has them, run by
@@ -71,7 +71,9 @@ fn rust_excerpts_are_the_code_as_it_is() {
     let mut excerpts = 0;
     for (page, markdown) in pages() {
         for (info, body, before) in blocks(&markdown) {
-            if info != "rust,ignore" {
+            // A Go block marked as an excerpt is checked the same way.
+            let go_excerpt = info == "go" && before.starts_with("<!-- from ");
+            if info != "rust,ignore" && !go_excerpt {
                 continue;
             }
             let source = before

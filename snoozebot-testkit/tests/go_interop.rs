@@ -110,3 +110,128 @@ async fn a_go_plugin_without_the_batch_rpcs_conforms_through_single_calls() {
     our_host_loads_the_go_plugin(PluginConfig::default().with_env("SNOOZEBOT_GO_NO_BATCH", "1"))
         .await;
 }
+
+/// Whether `pid` is gone or only a zombie.
+fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Polls `condition` every 20 ms, at most `limit` (the processes watched are not ours to
+/// signal).
+async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+/// The unix socket a plugin announced, and the private directory it lies in.
+fn socket_and_private_dir(client: &PluginClient) -> (std::path::PathBuf, std::path::PathBuf) {
+    let Some(snoozebot_plugin::PluginAddress::Unix(socket)) = client.address() else {
+        panic!(
+            "the Go plugin did not listen on a unix socket: {:?}",
+            client.address()
+        );
+    };
+    let dir = socket
+        .ancestors()
+        .find(|dir| {
+            dir.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("snoozebot-host-"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not in a private directory of the host",
+                socket.display()
+            )
+        })
+        .to_owned();
+    (socket, dir)
+}
+
+#[tokio::test]
+async fn a_go_plugins_socket_is_removed_when_the_host_stops_or_kills_it() {
+    let programs = go_programs();
+    for kill in [false, true] {
+        let client = PluginClient::launch("go-fleet", &programs.plugin, PluginConfig::default())
+            .await
+            .unwrap();
+        let (socket, dir) = socket_and_private_dir(&client);
+        assert!(socket.exists(), "{}", socket.display());
+        if kill {
+            client.kill_now();
+        } else {
+            client.shutdown().await;
+        }
+        assert!(
+            eventually(Duration::from_secs(2), || !dir.exists()).await,
+            "{} left behind (kill: {kill})",
+            dir.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_go_plugin_and_its_socket_are_gone_within_two_seconds_of_its_host_being_killed() {
+    let programs = go_programs();
+    // The host here is a shell that started the plugin with a private directory as our host
+    // makes one; SIGKILL gives it no chance to clean up.
+    let private =
+        std::env::temp_dir().join(format!("snoozebot-host-{}-gotest", std::process::id()));
+    std::fs::create_dir_all(&private).unwrap();
+    let handshake = private.join("handshake");
+    let mut host = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$PLUGIN" > "$HANDSHAKE" 2>/dev/null & echo $!; wait"#)
+        .env("PLUGIN", &programs.plugin)
+        .env("HANDSHAKE", &handshake)
+        .env("SNOOZEBOT_PLUGIN", "snoozebot_plugin_v1")
+        .env("PLUGIN_PROTOCOL_VERSIONS", "1")
+        .env("TMPDIR", &private)
+        .env("PLUGIN_UNIX_SOCKET_DIR", &private)
+        .env("SNOOZEBOT_PLUGIN_TMPDIR", &private)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(host.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let plugin_pid: u32 = line.trim().parse().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(
+            &handshake
+        )
+        .is_ok_and(|text| text.starts_with("1|1|unix|")))
+        .await,
+        "the Go plugin did not start"
+    );
+    let socket = std::fs::read_to_string(&handshake).unwrap();
+    let socket = std::path::PathBuf::from(socket.split('|').nth(3).unwrap());
+    assert!(socket.starts_with(&private), "{}", socket.display());
+
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let gone = eventually(Duration::from_secs(2), || has_exited(plugin_pid)).await;
+    let cleaned = eventually(Duration::from_secs(1), || !socket.exists()).await;
+    // Whatever happened, leave nothing behind ourselves.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(plugin_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = std::fs::remove_dir_all(&private);
+    assert!(gone, "the Go plugin outlived its host by more than 2 s");
+    assert!(cleaned, "its socket {} was left behind", socket.display());
+}

@@ -20,14 +20,16 @@ use super::connection::{Connection, ORIGIN, connect};
 use super::lines::{BoundedLines, MAX_LINE};
 use super::plugin_error;
 use super::process::{
-    ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir, reap,
+    ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir,
+    private_tmp_dir, reap,
 };
 use crate::MAX_MESSAGE_SIZE;
 use crate::proto::go_plugin::grpc_controller_client::GrpcControllerClient;
 use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
 use crate::wire::{
     CLIENT_CERT_ENV, Handshake, LaunchIdentity, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
-    PROTOCOL_VERSIONS_ENV, PluginAddress, info_from_wire, status_to_error, versions_env_value,
+    PRIVATE_TMP_ENV, PROTOCOL_VERSIONS_ENV, PluginAddress, info_from_wire, status_to_error,
+    versions_env_value,
 };
 
 /// One launch of the plugin: its process and the clients of its services.
@@ -56,6 +58,14 @@ pub(super) async fn launch_once(
         None
     };
 
+    // go-plugin puts its socket in TMPDIR and never removes it when killed; a directory of
+    // the host's own, removed with the process, leaves nothing behind.
+    let private_tmp = private_tmp_dir(name).map_err(|error| {
+        plugin_error(
+            name,
+            format!("cannot make its private temporary directory: {error}"),
+        )
+    })?;
     let mut command = Command::new(path);
     command
         .env_clear()
@@ -63,6 +73,10 @@ pub(super) async fn launch_once(
             std::env::vars_os()
                 .filter(|(key, _)| key.to_str().is_some_and(|key| config.inherits(key))),
         )
+        .env("TMPDIR", private_tmp.path())
+        .env("PLUGIN_UNIX_SOCKET_DIR", private_tmp.path())
+        .env(PRIVATE_TMP_ENV, private_tmp.path())
+        // The plugin's configuration may still name other directories.
         .envs(
             config
                 .env
@@ -107,6 +121,7 @@ pub(super) async fn launch_once(
         group: Pid::from_raw(pid),
         exited: reap(name.to_owned(), child),
         socket_dir: Mutex::new(None),
+        _private_tmp: private_tmp,
     };
     tracing::debug!(plugin = name, pid, path = %path.display(), "plugin started");
 

@@ -86,6 +86,9 @@ pub(super) struct ProcessGuard {
     /// The private socket directory of a Snoozebot plugin, which a killed plugin cannot remove
     /// itself.
     pub(super) socket_dir: Mutex<Option<PathBuf>>,
+    /// The plugin's own `TMPDIR` (where go-plugin puts its socket), held to be removed with
+    /// the process.
+    pub(super) _private_tmp: PrivateTmp,
 }
 
 impl ProcessGuard {
@@ -122,7 +125,54 @@ impl Drop for ProcessGuard {
         if let Some(dir) = socket_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        // `_private_tmp` goes after this, with the other fields: after the kill.
     }
+}
+
+/// A plugin's private temporary directory, removed (with what is in it) when dropped.
+pub(super) struct PrivateTmp(PathBuf);
+
+impl PrivateTmp {
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes a `0700` directory of this host's under the system temporary directory, for one
+/// launch of a plugin: created exclusively, so no one else's directory of the same name is
+/// ever used.
+pub(super) fn private_tmp_dir(name: &str) -> std::io::Result<PrivateTmp> {
+    use std::os::unix::fs::DirBuilderExt;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(32)
+        .collect();
+    let mut last = None;
+    for _ in 0..16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!(
+            "{}{}-{n}-{nanos:x}-{name}",
+            crate::wire::PRIVATE_TMP_PREFIX,
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(PrivateTmp(dir)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no name left")))
 }
 
 /// The directory to clean up after a plugin: only the private directories Snoozebot plugins

@@ -258,11 +258,27 @@ fn watch_parent(interval: Duration, shutdown: watch::Sender<bool>) {
         loop {
             ticker.tick().await;
             if nix::unistd::getppid() != parent {
+                remove_orphaned_private_tmp();
                 let _ = shutdown.send(true);
                 return;
             }
         }
     });
+}
+
+/// The host died and cannot remove the private temporary directory it made for this plugin:
+/// remove it here, if it is one (its name says so).
+fn remove_orphaned_private_tmp() {
+    let Some(dir) = std::env::var_os(crate::wire::PRIVATE_TMP_ENV).map(PathBuf::from) else {
+        return;
+    };
+    let is_private = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with(crate::wire::PRIVATE_TMP_PREFIX));
+    if is_private {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// Where the plugin listens: a unix socket in a private directory, or, where unix sockets are

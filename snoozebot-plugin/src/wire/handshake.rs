@@ -32,6 +32,12 @@ pub const APP_PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_VERSIONS_ENV: &str = "PLUGIN_PROTOCOL_VERSIONS";
 /// The environment variable that carries the host's PEM certificate under AutoMTLS.
 pub const CLIENT_CERT_ENV: &str = "PLUGIN_CLIENT_CERT";
+/// The environment variable naming the plugin's private temporary directory (also its
+/// `TMPDIR` and `PLUGIN_UNIX_SOCKET_DIR`), which the host removes with the plugin.
+pub const PRIVATE_TMP_ENV: &str = "SNOOZEBOT_PLUGIN_TMPDIR";
+/// How the name of a private temporary directory begins: a plugin orphaned by its host removes
+/// the directory in [`PRIVATE_TMP_ENV`] only when its name begins so.
+pub const PRIVATE_TMP_PREFIX: &str = "snoozebot-host-";
 
 /// Where the plugin listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,8 @@ pub use handshake::{
     PluginAddress,
 };
 pub(crate) use handshake::{
-    CLIENT_CERT_ENV, Handshake, PROTOCOL_VERSIONS_ENV, negotiate, versions_env_value,
+    CLIENT_CERT_ENV, Handshake, PRIVATE_TMP_ENV, PRIVATE_TMP_PREFIX, PROTOCOL_VERSIONS_ENV,
+    negotiate, versions_env_value,
 };
 pub(crate) use tls::{LaunchIdentity, TLS_SERVER_NAME, parse_host_cert};
 

@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -230,7 +232,25 @@ func (p *providerPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.C
 	return nil, fmt.Errorf("this program is only a plugin")
 }
 
+// exitWithParent ends the plugin when its host is gone (go-plugin's Serve does not watch):
+// the parent pid changes when the parent dies. It removes the private temporary directory the
+// host made for it first, since the host cannot any more (docs/plugin-protocol.md).
+func exitWithParent() {
+	parent := os.Getppid()
+	go func() {
+		for range time.Tick(200 * time.Millisecond) {
+			if os.Getppid() != parent {
+				if dir := os.Getenv("SNOOZEBOT_PLUGIN_TMPDIR"); strings.HasPrefix(filepath.Base(dir), "snoozebot-host-") {
+					os.RemoveAll(dir)
+				}
+				os.Exit(0)
+			}
+		}
+	}()
+}
+
 func main() {
+	exitWithParent()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake,
 		Plugins:         map[string]plugin.Plugin{"provider": &providerPlugin{impl: newFleet(8)}},
