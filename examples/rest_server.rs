@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         keys.merge(ApiKeys::from_env_value(&value)?);
     }
     let server = snoozebot_examples::rest::build(plugin_dir, keys).await?;
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let listener = snoozebot_rest::bind(listen.parse()?)?;
     let address = listener.local_addr()?;
     println!("Snoozebot REST API on http://{address}/api (OpenAPI: /api/openapi.json)");
     println!("admin key: {}", server.admin_key);
@@ -55,7 +55,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let manager = server.manager;
     snoozebot_rest::serve(listener, server.router, async {
-        let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C, or SIGTERM from a service manager or `kill`.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
         println!("stopping: finishing the requests in flight");
     })
     .await?;

@@ -31,7 +31,7 @@ pub struct Loopback {
 impl Loopback {
     /// Serves `router`.
     pub async fn start(router: axum::Router) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = snoozebot_rest::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(snoozebot_rest::serve(listener, router, async {

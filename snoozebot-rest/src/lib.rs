@@ -13,7 +13,7 @@
 //! let manager = Arc::new(PluginManager::new());
 //! let mut keys = ApiKeys::from_file("/etc/snoozebot/api-keys")?; // `ROLE SHA256 [LABEL]` lines
 //! let app = snoozebot_rest::router(manager, keys);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let listener = snoozebot_rest::bind("127.0.0.1:8080".parse()?)?;
 //! snoozebot_rest::serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
@@ -47,6 +47,7 @@
 mod api;
 mod auth;
 mod problem;
+mod serve;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,6 +70,7 @@ use utoipa_axum::routes;
 
 pub use auth::{ApiKeys, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
+pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
 
 use api::{AppState, Caller, Limits};
 use problem::ApiError;
@@ -502,16 +504,15 @@ pub fn router_with(manager: Arc<PluginManager>, keys: ApiKeys, options: HttpOpti
         ]))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish (graceful shutdown).
+/// Serves `router` on `listener` with the default [`ServeOptions`] (header-read timeout, a
+/// connection cap that makes room by closing idle connections) until `shutdown` completes,
+/// then lets the requests in flight finish (graceful shutdown). [`serve_with`] takes options.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
 }
 
 #[cfg(test)]
