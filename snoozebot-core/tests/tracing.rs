@@ -90,3 +90,37 @@ async fn each_call_gets_a_span_with_operation_attempts_and_outcome() {
     assert!(output.contains("retrying"), "{output}");
     assert!(output.contains("provider call failed"), "{output}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_provider_cannot_flood_the_log() {
+    let captured = LogCapture::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fleet = MockProvider::fleet(1);
+    fleet.fail_next(MockOperation::Get, 201, ErrorKind::Unavailable);
+    let provider = ProviderBuilder::new(Arc::new(fleet)).tracing().build();
+    for _ in 0..200 {
+        assert!(provider.get_instance(&id("mock-0000")).await.is_err());
+    }
+    let output = captured.contents();
+    let warned = output
+        .lines()
+        .filter(|line| line.contains("provider call failed"))
+        .count();
+    assert_eq!(warned, 10, "{output}");
+    // The next window's first failure says how many were held back.
+    tokio::time::advance(std::time::Duration::from_secs(10)).await;
+    assert!(provider.get_instance(&id("mock-0000")).await.is_err());
+    let output = captured.contents();
+    let last = output
+        .lines()
+        .rfind(|line| line.contains("provider call failed"))
+        .unwrap();
+    assert!(last.contains("held_back=190"), "{last}");
+}

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admission;
 mod api;
 mod auth;
 mod problem;
@@ -59,7 +60,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
@@ -72,6 +72,7 @@ pub use auth::{ApiKeys, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
 pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
 
+use admission::{Admission, admit_and_time};
 use api::{AppState, Caller, Limits};
 use problem::ApiError;
 use snoozebot_core::ErrorKind;
@@ -87,8 +88,15 @@ pub struct HttpOptions {
     /// The time limit of one request (default 120 s: a stop that follows a cloud's long-running
     /// operation takes a while). Past it: `504`.
     pub request_timeout: Duration,
-    /// Requests handled at once (default 64); more are answered `503` with `Retry-After: 1`.
+    /// Instance requests (`/api/providers/...`) handled at once (default 64); more are
+    /// answered `503` with `Retry-After: 1`.
     pub max_concurrent_requests: usize,
+    /// Of those, requests to one provider at once (default 16), so one slow provider cannot
+    /// take them all.
+    pub max_concurrent_per_provider: usize,
+    /// Plugin and document requests handled at once (default 16), apart from the instance
+    /// requests: the admin can unload a provider whose calls fill the instance pool.
+    pub max_concurrent_control: usize,
     /// The largest request body, in bytes (default 256 KiB); larger: `413`.
     pub body_limit: usize,
     /// Instances per page when `page_size` is not given (default 100).
@@ -104,6 +112,8 @@ impl Default for HttpOptions {
         Self {
             request_timeout: Duration::from_secs(120),
             max_concurrent_requests: 64,
+            max_concurrent_per_provider: 16,
+            max_concurrent_control: 16,
             body_limit: 256 * 1024,
             default_page_size: 100,
             max_page_size: 500,
@@ -119,9 +129,21 @@ impl HttpOptions {
         self
     }
 
-    /// Sets how many requests are handled at once.
+    /// Sets how many instance requests are handled at once (and no provider more than that).
     pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
         self.max_concurrent_requests = requests.max(1);
+        self
+    }
+
+    /// Sets how many requests to one provider are handled at once.
+    pub fn with_max_concurrent_per_provider(mut self, requests: usize) -> Self {
+        self.max_concurrent_per_provider = requests.max(1);
+        self
+    }
+
+    /// Sets how many plugin and document requests are handled at once.
+    pub fn with_max_concurrent_control(mut self, requests: usize) -> Self {
+        self.max_concurrent_control = requests.max(1);
         self
     }
 
@@ -393,26 +415,23 @@ async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next)
     next.run(request).await
 }
 
-async fn limit_and_time(
-    State((permits, timeout)): State<(Arc<Semaphore>, Duration)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = permits.try_acquire() else {
-        let error = snoozebot_core::Error::new(
-            ErrorKind::Unavailable,
-            "too many requests at once; try again shortly",
-        )
-        .with_retry_after(Duration::from_secs(1));
-        return ApiError::from(error).into_response();
-    };
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(snoozebot_core::Error::new(
-            ErrorKind::Timeout,
-            format!("the request ran past its time limit of {timeout:?}"),
-        ))
-        .into_response(),
+/// Server errors logged per 10 s; beyond, they are counted into the next line.
+static SERVER_ERRORS: snoozebot_core::LogBudget =
+    snoozebot_core::LogBudget::new(10, Duration::from_secs(10));
+
+/// The request log's last line: `DEBUG` as a rule; a server error at `WARN`, within a budget
+/// that counts the rest (a crowd answered `503` cannot flood the log; shedding itself is
+/// counted by the admission layer).
+fn log_response(response: &Response, latency: Duration, _span: &tracing::Span) {
+    let status = response.status().as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let shed = response.extensions().get::<admission::Shed>().is_some();
+    if response.status().is_server_error() && !shed {
+        if let Some(held_back) = SERVER_ERRORS.admit() {
+            tracing::warn!(status, latency_ms, held_back, "request failed");
+        }
+    } else {
+        tracing::debug!(status, latency_ms, "finished processing request");
     }
 }
 
@@ -486,18 +505,24 @@ pub fn router_with(manager: Arc<PluginManager>, keys: ApiKeys, options: HttpOpti
             max_batch: options.max_batch.max(1),
         },
     };
-    let permits = Arc::new(Semaphore::new(options.max_concurrent_requests.max(1)));
+    let admission = Admission::new(
+        options.max_concurrent_requests,
+        options.max_concurrent_per_provider,
+        options.max_concurrent_control,
+        options.request_timeout,
+    );
     routes
         .route_layer(middleware::from_fn_with_state(guard, authorize))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.body_limit))
-        .layer(middleware::from_fn_with_state(
-            (permits, options.request_timeout),
-            limit_and_time,
-        ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(admission, admit_and_time))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(())
+                .on_response(log_response),
+        )
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             HeaderName::from_static(API_KEY_HEADER),

@@ -961,3 +961,111 @@ async fn over_a_real_socket_the_auth_table_and_malformed_bodies_hold() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn one_slow_provider_starves_neither_the_others_nor_the_admin() {
+    let manager = Arc::new(PluginManager::new());
+    let slow = MockProvider::fleet(4);
+    slow.set_latency(Duration::from_secs(30));
+    let registered = slow.clone();
+    manager
+        .register("slow", move || {
+            let fleet = registered.clone();
+            async move { Ok(fleet) }
+        })
+        .unwrap();
+    manager
+        .register("mock", || async { Ok(MockProvider::fleet(4)) })
+        .unwrap();
+    manager.load("slow").await.unwrap();
+    manager.load("mock").await.unwrap();
+    let mut keys = ApiKeys::new();
+    let reader = keys.generate(Role::Reader, "reader");
+    let admin = keys.generate(Role::Admin, "admin");
+    let router = snoozebot_rest::router(Arc::clone(&manager), keys);
+    let request = |method: Method, uri: &str, key: &str, body: Option<Value>| {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"));
+        match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap()
+    };
+
+    // As many reads of the slow provider as the whole instance pool holds.
+    let mut stuck = Vec::new();
+    for _ in 0..64 {
+        let router = router.clone();
+        let get = request(
+            Method::GET,
+            "/api/providers/slow/instances/mock-0001",
+            &reader,
+            None,
+        );
+        stuck.push(tokio::spawn(
+            async move { router.oneshot(get).await.unwrap() },
+        ));
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while manager.in_flight("slow") < 16 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the slow calls never started");
+    assert_eq!(manager.in_flight("slow"), 16, "its own share only");
+
+    let status = |response: axum::response::Response| response.status();
+    let other = router
+        .clone()
+        .oneshot(request(
+            Method::GET,
+            "/api/providers/mock/instances/mock-0001",
+            &reader,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(other),
+        StatusCode::OK,
+        "another provider still answers"
+    );
+    let document = router
+        .clone()
+        .oneshot(request(Method::GET, "/api/openapi.json", &reader, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(document),
+        StatusCode::OK,
+        "the document still answers"
+    );
+    let unload = router
+        .clone()
+        .oneshot(request(
+            Method::POST,
+            "/api/plugins/unload",
+            &admin,
+            Some(json!({"plugin_name": "slow", "force": true})),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status(unload), StatusCode::OK, "the admin can unload it");
+
+    // The 48 beyond its share were refused at once, saying why.
+    let mut shed = 0;
+    for task in stuck {
+        if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_millis(100), task).await
+            && response.status() == StatusCode::SERVICE_UNAVAILABLE
+        {
+            shed += 1;
+        }
+    }
+    assert_eq!(shed, 48);
+}

@@ -82,3 +82,118 @@ async fn requests_are_traced_and_keys_never_logged() {
     );
     assert!(!log.contains(wrong), "a wrong key was logged:\n{log}");
 }
+
+#[tokio::test]
+async fn a_crowd_that_is_shed_or_fails_cannot_flood_the_log() {
+    use std::time::Duration;
+    let captured = LogCapture::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let manager = Arc::new(PluginManager::new());
+    let fleet = MockProvider::fleet(3);
+    fleet.set_latency(Duration::from_secs(30));
+    let registered = fleet.clone();
+    manager
+        .register("mock", move || {
+            let fleet = registered.clone();
+            async move { Ok(fleet) }
+        })
+        .unwrap();
+    manager.load("mock").await.unwrap();
+    let mut keys = ApiKeys::new();
+    let reader = keys.generate(Role::Reader, "dashboard");
+    let router = snoozebot_rest::router_with(
+        Arc::clone(&manager),
+        keys,
+        snoozebot_rest::HttpOptions::default().with_max_concurrent_per_provider(1),
+    );
+    let get = || {
+        Request::builder()
+            .uri("/api/providers/mock/instances/mock-0001")
+            .header("authorization", format!("Bearer {reader}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let holder = tokio::spawn(router.clone().oneshot(get()));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while manager.in_flight("mock") < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    for _ in 0..500 {
+        let response = router.clone().oneshot(get()).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+    }
+    holder.abort();
+    let log = captured.contents();
+    let lines = log.lines().count();
+    assert!(
+        lines <= 3,
+        "500 shed requests wrote {lines} log lines:\n{log}"
+    );
+    assert!(
+        !log.contains("ERROR") && !log.contains("WARN"),
+        "shedding is no error:\n{log}"
+    );
+    assert!(
+        log.contains("shedding load"),
+        "shedding was not said at all:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn provider_failures_are_logged_within_a_budget_with_a_count() {
+    let captured = LogCapture::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let manager = Arc::new(PluginManager::new().with_stack(snoozebot_core::ProviderStack::new()));
+    let fleet = MockProvider::fleet(3);
+    fleet.fail_next(
+        snoozebot_testkit::MockOperation::Get,
+        300,
+        snoozebot_core::ErrorKind::Unavailable,
+    );
+    let registered = fleet.clone();
+    manager
+        .register("mock", move || {
+            let fleet = registered.clone();
+            async move { Ok(fleet) }
+        })
+        .unwrap();
+    manager.load("mock").await.unwrap();
+    let mut keys = ApiKeys::new();
+    let reader = keys.generate(Role::Reader, "dashboard");
+    let router = snoozebot_rest::router(manager, keys);
+    for _ in 0..300 {
+        let request = Request::builder()
+            .uri("/api/providers/mock/instances/mock-0001")
+            .header("authorization", format!("Bearer {reader}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+    }
+    let log = captured.contents();
+    let failed = log
+        .lines()
+        .filter(|line| line.contains("request failed"))
+        .count();
+    assert!(
+        (1..=10).contains(&failed),
+        "300 failed requests wrote {failed} lines:\n{log}"
+    );
+}

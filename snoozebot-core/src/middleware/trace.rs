@@ -1,7 +1,9 @@
 //! One tracing span per provider call: provider, operation, instance id, attempts, outcome and
 //! latency, with the OpenTelemetry names collectors key on beside them.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
@@ -9,6 +11,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::{ProviderRequest, ProviderResponse};
+use crate::LogBudget;
 use crate::error::{Error, Result};
 
 /// Wraps each call in a `snoozebot.call` span and records how it ended.
@@ -16,7 +19,8 @@ use crate::error::{Error, Result};
 /// Span fields: `provider`, `operation`, `instance_id` (single-instance calls), `batch_size`
 /// (batch calls), `attempts` (recorded by the retry layer, when there is one), `outcome` (`ok` or the
 /// [`ErrorKind`](crate::ErrorKind) name) and `latency_ms`. A failed call also logs one event at
-/// `WARN` with the error.
+/// `WARN` with the error — at most 10 every 10 s per provider, the others counted into the next
+/// one's `held_back`, so a failing cloud cannot flood the log (the spans still say each one).
 ///
 /// Beside them, the fields [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry)
 /// turns into the span's name, kind and status and that OpenTelemetry's semantic conventions
@@ -36,6 +40,7 @@ use crate::error::{Error, Result};
 pub struct Trace<S> {
     inner: S,
     provider: String,
+    failures: Arc<LogBudget>,
 }
 
 impl<S> Trace<S> {
@@ -44,6 +49,7 @@ impl<S> Trace<S> {
         Trace {
             inner,
             provider: provider.into(),
+            failures: Arc::new(LogBudget::new(10, Duration::from_secs(10))),
         }
     }
 }
@@ -92,6 +98,7 @@ where
             self.inner.call(request)
         };
         let started = Instant::now();
+        let failures = Arc::clone(&self.failures);
         Box::pin(
             async move {
                 let result = call.await;
@@ -107,7 +114,9 @@ where
                         span.record("outcome", error.kind().as_str());
                         span.record("otel.status_code", "error");
                         span.record("error.type", error.kind().as_str());
-                        tracing::warn!(error = %error, "provider call failed");
+                        if let Some(held_back) = failures.admit() {
+                            tracing::warn!(error = %error, held_back, "provider call failed");
+                        }
                     }
                 }
                 result

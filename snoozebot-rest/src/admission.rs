@@ -1,0 +1,141 @@
+//! Which requests run now: instance routes share a pool with a cap per provider, and the
+//! control routes (plugins, the document) have a pool of their own, so one slow provider
+//! starves neither the other providers nor the admin who would unload it. Past a pool: `503`
+//! with `Retry-After: 1`, logged at `DEBUG` with a count now and then; past the time limit:
+//! `504`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use snoozebot_core::{Error, ErrorKind, LogBudget};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::problem::ApiError;
+
+/// Providers with a pool of their own at most; requests naming others share one (a caller
+/// cannot grow the table with made-up names).
+const MAX_TRACKED_PROVIDERS: usize = 256;
+
+/// Marks a response as load shed, for the request log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shed;
+
+static SHEDDING: LogBudget = LogBudget::new(1, Duration::from_secs(10));
+
+/// The pools and the time limit.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    instances: Arc<Semaphore>,
+    control: Arc<Semaphore>,
+    per_provider: usize,
+    providers: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    overflow: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl Admission {
+    pub(crate) fn new(
+        instances: usize,
+        per_provider: usize,
+        control: usize,
+        timeout: Duration,
+    ) -> Self {
+        let per_provider = per_provider.clamp(1, instances.max(1));
+        Admission {
+            instances: Arc::new(Semaphore::new(instances.max(1))),
+            control: Arc::new(Semaphore::new(control.max(1))),
+            per_provider,
+            providers: Arc::default(),
+            overflow: Arc::new(Semaphore::new(per_provider)),
+            timeout,
+        }
+    }
+
+    /// The provider's pool; `None` for a name no provider can have.
+    fn provider_pool(&self, name: &str) -> Option<Arc<Semaphore>> {
+        snoozebot_core::manager::validate_provider_name(name).ok()?;
+        let mut providers = match self.providers.lock() {
+            Ok(providers) => providers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(pool) = providers.get(name) {
+            return Some(Arc::clone(pool));
+        }
+        if providers.len() >= MAX_TRACKED_PROVIDERS {
+            return Some(Arc::clone(&self.overflow));
+        }
+        let pool = Arc::new(Semaphore::new(self.per_provider));
+        providers.insert(name.to_owned(), Arc::clone(&pool));
+        Some(pool)
+    }
+
+    /// The permits `path` needs, or the refusal.
+    fn admit(&self, path: &str) -> Result<Vec<OwnedSemaphorePermit>, String> {
+        let Some(rest) = path.strip_prefix("/api/providers/") else {
+            return try_acquire(&self.control)
+                .map(|permit| vec![permit])
+                .ok_or_else(|| "too many plugin and document requests at once".to_owned());
+        };
+        let name = rest.split('/').next().unwrap_or_default();
+        let shared = try_acquire(&self.instances)
+            .ok_or_else(|| "too many instance requests at once".to_owned())?;
+        let mut permits = vec![shared];
+        if let Some(pool) = self.provider_pool(name) {
+            permits.push(
+                try_acquire(&pool)
+                    .ok_or_else(|| format!("too many requests to provider {name} at once"))?,
+            );
+        }
+        Ok(permits)
+    }
+}
+
+fn try_acquire(pool: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    Arc::clone(pool).try_acquire_owned().ok()
+}
+
+/// The middleware: admits the request into its pools for as long as it runs, within the time
+/// limit.
+pub(crate) async fn admit_and_time(
+    State(admission): State<Admission>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _permits = match admission.admit(request.uri().path()) {
+        Ok(permits) => permits,
+        Err(reason) => {
+            if let Some(held_back) = SHEDDING.admit() {
+                tracing::info!(
+                    reason,
+                    shed_before = held_back,
+                    "shedding load (503); more in the last 10 s are counted in the next line"
+                );
+            } else {
+                tracing::debug!(reason, "shedding load (503)");
+            }
+            let error = Error::new(
+                ErrorKind::Unavailable,
+                format!("{reason}; try again shortly"),
+            )
+            .with_retry_after(Duration::from_secs(1));
+            let mut response = ApiError::from(error).into_response();
+            response.extensions_mut().insert(Shed);
+            return response;
+        }
+    };
+    match tokio::time::timeout(admission.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the request ran past its time limit of {:?}",
+                admission.timeout
+            ),
+        ))
+        .into_response(),
+    }
+}
