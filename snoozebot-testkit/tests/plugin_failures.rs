@@ -408,6 +408,154 @@ async fn a_tampered_binary_is_refused_and_never_runs() {
     );
 }
 
+/// As ssh's StrictModes: symlinks out of the plugin directories, and files or directories that
+/// anyone can write, are refused at discovery and again at load.
+#[tokio::test]
+async fn symlinks_out_and_world_writable_plugins_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = std::fs::read(mock_plugin()).unwrap();
+    std::os::unix::fs::symlink(mock_plugin(), dir.path().join("snoozebot-plugin-outside")).unwrap();
+    let real = plugin_file(dir.path(), "real", &binary);
+    std::os::unix::fs::symlink(&real, dir.path().join("snoozebot-plugin-inside")).unwrap();
+    let open = plugin_file(dir.path(), "open", &binary);
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    plugin_file(open_dir.path(), "in-open-dir", &binary);
+
+    let source = PluginDirectory::new(dir.path())
+        .with_dir(open_dir.path())
+        .with_default_config(marked("strict"));
+    let manager = PluginManager::new();
+    manager.add_source(source.clone());
+    let discovered = manager.discover().await.unwrap();
+    let problem = |name: &str| {
+        discovered
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{name} not discovered"))
+            .problem
+            .clone()
+    };
+    assert_eq!(problem("real"), None);
+    assert_eq!(problem("inside"), None);
+    assert!(
+        problem("outside").is_some_and(|p| p.contains("outside the plugin directories")),
+        "{:?}",
+        problem("outside")
+    );
+    assert!(
+        problem("open").is_some_and(|p| p.contains("can be written by anyone")),
+        "{:?}",
+        problem("open")
+    );
+    assert!(
+        problem("in-open-dir").is_some_and(|p| p.contains("its directory")),
+        "{:?}",
+        problem("in-open-dir")
+    );
+    for refused in ["outside", "open", "in-open-dir"] {
+        let err = manager.load(refused).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{refused}: {err}");
+    }
+    assert!(marked_processes("strict").is_empty());
+
+    // Checked again at load: a file opened to anyone after discovery does not run.
+    let discovered = manager.discover().await.unwrap();
+    assert!(
+        discovered
+            .iter()
+            .any(|d| d.name == "real" && d.problem.is_none())
+    );
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let err = manager.load("real").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message().contains("written by anyone"), "{err}");
+
+    // Links out are the operator's choice to allow.
+    let manager = PluginManager::new();
+    manager.add_source(
+        PluginDirectory::new(dir.path())
+            .allow_symlinks_outside(true)
+            .with_default_config(marked("strict")),
+    );
+    let provider = manager.load("outside").await.unwrap();
+    assert_eq!(provider.info().name, "mock");
+    manager.shutdown().await;
+    assert_no_marked_processes("strict").await;
+}
+
+/// The pin holds against a file swapped between check and start: 200 launches while another
+/// thread keeps renaming the pinned binary and an unpinned one onto the path run the unpinned
+/// one 0 times (each launch runs the pinned one or is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_swapped_after_its_check_never_runs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(mock_plugin()).unwrap();
+    let pinned = TrustPolicy::default()
+        .with_sha256(&sha256_hex(&original))
+        .unwrap();
+    let good = plugin_file(dir.path(), "good", &original);
+    let marker = dir.path().join("the-unpinned-binary-ran");
+    let bad = plugin_file(
+        dir.path(),
+        "bad",
+        format!("#!/bin/sh\necho ran >> '{}'\n", marker.display()).as_bytes(),
+    );
+    let path = dir.path().join("snoozebot-plugin-swapped");
+    std::fs::copy(&good, &path).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, path) = (Arc::clone(&stop), dir.path().to_owned(), path.clone());
+        std::thread::spawn(move || {
+            let staging = dir.join("staging");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for source in [&good, &bad] {
+                    let _ = std::fs::remove_file(&staging);
+                    std::fs::hard_link(source, &staging).unwrap();
+                    std::fs::rename(&staging, &path).unwrap();
+                    swaps += 1;
+                    // Far more often than launches, without taking a core from them.
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            swaps
+        })
+    };
+    let (mut ran, mut refused) = (0, 0);
+    for _ in 0..200 {
+        match PluginClient::launch("swapped", &path, marked("swap").with_trust(pinned.clone()))
+            .await
+        {
+            Ok(client) => {
+                ran += 1;
+                client.kill_now();
+            }
+            Err(error) => {
+                assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    println!("200 launches during {swaps} swaps: {ran} ran the pinned binary, {refused} refused");
+    assert!(swaps > 200, "the swapper hardly ran ({swaps} swaps)");
+    assert!(
+        !marker.exists(),
+        "the unpinned binary ran {} times",
+        std::fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    );
+    assert_no_marked_processes("swap").await;
+}
+
 #[tokio::test]
 async fn only_binaries_signed_by_a_trusted_key_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -470,7 +618,7 @@ async fn only_binaries_signed_by_a_trusted_key_run() {
 async fn the_manager_discovers_loads_unloads_and_leaves_nothing_behind() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(mock_plugin(), dir.path().join("snoozebot-plugin-mock")).unwrap();
+    plugin_file(dir.path(), "mock", &std::fs::read(mock_plugin()).unwrap());
     let not_executable = dir.path().join("snoozebot-plugin-notes");
     std::fs::write(&not_executable, "plain text").unwrap();
     std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -50,7 +50,8 @@ pub(super) async fn launch_once(
     path: &Path,
     config: &PluginConfig,
 ) -> Result<Arc<Running>> {
-    config.trust.verify(path).await?;
+    // What runs is what was checked (a sealed copy under a restrictive policy).
+    let executable = config.trust.verified_binary(path).await?;
     let started = Instant::now();
     let identity = if config.auto_mtls {
         Some(LaunchIdentity::generate()?)
@@ -66,8 +67,9 @@ pub(super) async fn launch_once(
             format!("cannot make its private temporary directory: {error}"),
         )
     })?;
-    let mut command = Command::new(path);
+    let mut command = Command::new(executable.program());
     command
+        .arg0(path)
         .env_clear()
         .envs(
             std::env::vars_os()
@@ -101,6 +103,8 @@ pub(super) async fn launch_once(
     let mut child = command
         .spawn()
         .map_err(|error| plugin_error(name, format!("cannot start {}: {error}", path.display())))?;
+    // The child holds its own descriptor of the sealed copy now.
+    drop(executable);
     let pid = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())

@@ -5,10 +5,12 @@
 //! writes `snoozebot-plugin-aws.minisig` beside it; give the host the public key
 //! (`minisign.pub`'s second line, or the whole file).
 //!
-//! The check reads the file that is about to run. Keep plugin directories writable only by the
-//! service's owner: a binary swapped between check and start is outside what a check can see.
+//! The bytes checked are the bytes run: under a restrictive policy the binary is read once, the
+//! check runs on what was read, and those bytes go into a sealed in-memory file (`memfd`) that
+//! the plugin is executed from — a binary swapped or rewritten after the check never runs.
 
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minisign_verify::{PublicKey, Signature};
@@ -98,16 +100,30 @@ impl TrustPolicy {
     }
 
     /// Checks the binary at `path`; a refusal is [`ErrorKind::PermissionDenied`] with the
-    /// reason.
+    /// reason. (A host runs what it checked through [`verified_binary`](Self::verified_binary);
+    /// this is the check alone.)
     pub async fn verify(&self, path: &Path) -> Result<()> {
         if !self.is_restrictive() {
             return Ok(());
         }
-        let binary = tokio::fs::read(path)
-            .await
-            .map_err(|error| denied(path, format!("it cannot be read: {error}")))?;
+        let binary = read_binary(path).await?;
+        self.check(path, &binary).await
+    }
+
+    /// The binary to execute for `path`: under a restrictive policy, the checked bytes in a
+    /// sealed in-memory file; otherwise the path itself.
+    pub(crate) async fn verified_binary(&self, path: &Path) -> Result<Executable> {
+        if !self.is_restrictive() {
+            return Ok(Executable::Path(path.to_owned()));
+        }
+        let binary = read_binary(path).await?;
+        self.check(path, &binary).await?;
+        sealed_copy(path, &binary).map(Executable::Sealed)
+    }
+
+    async fn check(&self, path: &Path, binary: &[u8]) -> Result<()> {
         if let Some(expected) = &self.sha256 {
-            let actual: [u8; 32] = Sha256::digest(&binary).into();
+            let actual: [u8; 32] = Sha256::digest(binary).into();
             if &actual != expected {
                 let hex: String = actual.iter().map(|b| format!("{b:02x}")).collect();
                 return Err(denied(
@@ -131,7 +147,7 @@ impl TrustPolicy {
             let verified = self
                 .keys
                 .iter()
-                .any(|trusted| trusted.key.verify(&binary, &signature, false).is_ok());
+                .any(|trusted| trusted.key.verify(binary, &signature, false).is_ok());
             if !verified {
                 let keys: Vec<&str> = self.keys.iter().map(|k| k.text.as_str()).collect();
                 return Err(denied(
@@ -145,4 +161,83 @@ impl TrustPolicy {
         }
         Ok(())
     }
+}
+
+/// The largest plugin binary read for a check.
+const MAX_BINARY: u64 = 1 << 30;
+
+/// What to execute for a plugin.
+pub(crate) enum Executable {
+    /// The file itself (no check to keep true).
+    Path(PathBuf),
+    /// The checked bytes, sealed; executed as `/proc/self/fd/N` (the child inherits the fd).
+    Sealed(OwnedFd),
+}
+
+impl Executable {
+    /// The path `execve` is given.
+    pub(crate) fn program(&self) -> PathBuf {
+        match self {
+            Executable::Path(path) => path.clone(),
+            Executable::Sealed(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        }
+    }
+}
+
+/// Reads the regular file at `path` once, at most [`MAX_BINARY`] bytes.
+async fn read_binary(path: &Path) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let unreadable = |error: std::io::Error| denied(path, format!("it cannot be read: {error}"));
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let metadata = file.metadata().await.map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(denied(path, "it is not a regular file"));
+    }
+    if metadata.len() > MAX_BINARY {
+        return Err(denied(
+            path,
+            format!(
+                "it is {} bytes, more than the {MAX_BINARY} checked",
+                metadata.len()
+            ),
+        ));
+    }
+    let mut binary = Vec::new();
+    file.take(MAX_BINARY + 1)
+        .read_to_end(&mut binary)
+        .await
+        .map_err(unreadable)?;
+    Ok(binary)
+}
+
+/// `binary` in a sealed memfd (no more writes, no resizing), inheritable by the child.
+fn sealed_copy(path: &Path, binary: &[u8]) -> Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let failed = |what: &str, error: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Plugin,
+            format!(
+                "plugin binary {}: cannot {what} its checked copy: {error}",
+                path.display()
+            ),
+        )
+    };
+    // Not close-on-exec: the plugin is executed through this descriptor.
+    let fd = memfd_create(c"snoozebot-plugin", MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|error| failed("make", &error))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, binary).map_err(|error| failed("write", &error))?;
+    let fd = OwnedFd::from(file);
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_WRITE
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_SEAL,
+        ),
+    )
+    .map_err(|error| failed("seal", &error))?;
+    Ok(fd)
 }
