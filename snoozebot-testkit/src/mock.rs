@@ -16,6 +16,13 @@ use tokio::time::Instant;
 /// The prefix every mock instance id carries; other ids are refused as malformed.
 pub const MOCK_ID_PREFIX: &str = "mock-";
 
+/// The last calls, and a count of every call by operation.
+#[derive(Debug, Default)]
+struct CallLog {
+    kept: std::collections::VecDeque<MockCall>,
+    counts: std::collections::HashMap<MockOperation, usize>,
+}
+
 /// A provider operation, for scripting faults and reading the call log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -116,8 +123,9 @@ pub struct MockProviderBuilder {
 }
 
 impl MockProviderBuilder {
-    /// Whether to keep the call log (default `true`). Benchmarks turn it off so that millions of
-    /// calls do not fill memory.
+    /// Whether to keep the call log (default `true`). It keeps the last
+    /// [`MockProvider::CALLS_KEPT`] calls (and counts every call), so a long-running server on the
+    /// mock fleet stays flat; benchmarks turn it off altogether.
     pub fn record_calls(mut self, record_calls: bool) -> Self {
         self.record_calls = record_calls;
         self
@@ -192,7 +200,7 @@ impl MockProviderBuilder {
                 instances: Mutex::new(instances),
                 faults: Mutex::new(VecDeque::new()),
                 latency: Mutex::new(Duration::ZERO),
-                calls: Mutex::new(Vec::new()),
+                calls: Mutex::new(CallLog::default()),
                 record_calls: self.record_calls,
             }),
         }
@@ -244,7 +252,7 @@ struct Fleet {
     instances: Mutex<BTreeMap<InstanceId, MockState>>,
     faults: Mutex<VecDeque<Fault>>,
     latency: Mutex<Duration>,
-    calls: Mutex<Vec<MockCall>>,
+    calls: Mutex<CallLog>,
     record_calls: bool,
 }
 
@@ -346,22 +354,29 @@ impl MockProvider {
         *lock(&self.fleet.latency) = latency;
     }
 
-    /// Every call that reached the fleet so far.
+    /// How many calls the log keeps: the latest this many.
+    pub const CALLS_KEPT: usize = 10_000;
+
+    /// The calls that reached the fleet, oldest first: all of them, or the last
+    /// [`CALLS_KEPT`](Self::CALLS_KEPT).
     pub fn calls(&self) -> Vec<MockCall> {
-        lock(&self.fleet.calls).clone()
+        lock(&self.fleet.calls).kept.iter().cloned().collect()
     }
 
-    /// How many calls of `operation` reached the fleet.
+    /// How many calls of `operation` reached the fleet (every one, also those no longer kept).
     pub fn call_count(&self, operation: MockOperation) -> usize {
         lock(&self.fleet.calls)
-            .iter()
-            .filter(|call| call.operation == operation)
-            .count()
+            .counts
+            .get(&operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Forgets the calls logged so far.
     pub fn clear_calls(&self) {
-        lock(&self.fleet.calls).clear();
+        let mut log = lock(&self.fleet.calls);
+        log.kept.clear();
+        log.counts.clear();
     }
 
     /// Adds an instance to the fleet (replacing one with the same id).
@@ -428,7 +443,12 @@ impl MockProvider {
         if !self.fleet.record_calls {
             return;
         }
-        lock(&self.fleet.calls).push(MockCall {
+        let mut log = lock(&self.fleet.calls);
+        *log.counts.entry(operation).or_default() += 1;
+        if log.kept.len() == MockProvider::CALLS_KEPT {
+            log.kept.pop_front();
+        }
+        log.kept.push_back(MockCall {
             operation,
             instance_id: instance_id.cloned(),
             outcome: result.as_ref().map(|_| ()).map_err(Error::kind),
@@ -737,6 +757,20 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(fleet.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_call_log_keeps_the_latest_calls_and_counts_them_all() {
+        let fleet = MockProvider::fleet(1);
+        let id = InstanceId::new("mock-0000").unwrap();
+        for _ in 0..MockProvider::CALLS_KEPT + 5 {
+            fleet.get_instance(&id).await.unwrap();
+        }
+        assert_eq!(fleet.calls().len(), MockProvider::CALLS_KEPT);
+        assert_eq!(
+            fleet.call_count(MockOperation::Get),
+            MockProvider::CALLS_KEPT + 5
+        );
     }
 
     #[test]
