@@ -15,6 +15,8 @@ use snoozebot_rest::ApiKeys;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Before any key is read: plugins of this user cannot read this process's environment.
+    snoozebot_plugin::harden_host()?;
     tracing_subscriber::fmt()
         // Colour only for a terminal: escapes in a pipe or a log file are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

@@ -84,7 +84,9 @@ pub(crate) mod proto {
 
 #[cfg(feature = "host")]
 #[cfg_attr(docsrs, doc(cfg(feature = "host")))]
-pub use host::{DEFAULT_INHERITED_ENV, PluginClient, PluginConfig, PluginDirectory, TrustPolicy};
+pub use host::{
+    DEFAULT_INHERITED_ENV, PluginClient, PluginConfig, PluginDirectory, TrustPolicy, harden_host,
+};
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub use serve::{ServeConfig, init_logging, serve, serve_with};

@@ -408,6 +408,66 @@ async fn a_tampered_binary_is_refused_and_never_runs() {
     );
 }
 
+/// A plugin cannot read its host's environment (where cloud and API keys are) once kept out:
+/// as root, by running it as another user (one run as root can read it); as any other user,
+/// by the host marking itself non-dumpable (`harden_host`), which a same-user plugin cannot get
+/// past.
+#[tokio::test]
+async fn a_plugin_kept_out_cannot_read_the_hosts_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        let reports = tempfile::tempdir().unwrap();
+        let report = reports.path().join("same-user");
+        snoozebot_plugin::harden_host().unwrap();
+        let config =
+            marked("user").with_env("SNOOZEBOT_MOCK_PROBE_PARENT", report.display().to_string());
+        let client = PluginClient::launch("mock", mock_plugin(), config)
+            .await
+            .unwrap();
+        client.shutdown().await;
+        let seen = std::fs::read_to_string(&report).unwrap();
+        assert!(
+            seen.starts_with("denied"),
+            "a same-user plugin of a hardened host: {seen}"
+        );
+        return;
+    }
+    let reports = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(reports.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // A sealed copy runs whatever the binary's own path allows the other user.
+    let pinned = TrustPolicy::default()
+        .with_sha256(&sha256_hex(&std::fs::read(mock_plugin()).unwrap()))
+        .unwrap();
+    let mut seen = Vec::new();
+    for (who, user) in [("host-user", None), ("nobody", Some((65534, 65534)))] {
+        let report = reports.path().join(who);
+        let mut config = marked("user")
+            .with_trust(pinned.clone())
+            .with_env("SNOOZEBOT_MOCK_PROBE_PARENT", report.display().to_string());
+        if let Some((uid, gid)) = user {
+            config = config.run_as(uid, gid);
+        }
+        let client = PluginClient::launch("mock", mock_plugin(), config)
+            .await
+            .unwrap();
+        assert!(
+            client
+                .get_instance(&InstanceId::new("mock-0001").unwrap())
+                .await
+                .is_ok()
+        );
+        client.shutdown().await;
+        seen.push(std::fs::read_to_string(&report).unwrap());
+    }
+    assert!(
+        seen[0].starts_with("readable"),
+        "as the host's user: {}",
+        seen[0]
+    );
+    assert!(seen[1].starts_with("denied"), "as nobody: {}", seen[1]);
+    assert_no_marked_processes("user").await;
+}
+
 /// As ssh's StrictModes: symlinks out of the plugin directories, and files or directories that
 /// anyone can write, are refused at discovery and again at load.
 #[tokio::test]

@@ -63,6 +63,12 @@ pub struct PluginConfig {
     pub env: Vec<(String, String)>,
     /// What the binary must be to run: SHA-256 pin, minisign signature. Default: anything.
     pub trust: TrustPolicy,
+    /// The user and group (`uid`, `gid`) to run the plugin as, when the host may change them
+    /// (it runs as root): a plugin of another user cannot read the host's memory or
+    /// `/proc/<host>/environ`. Its private temporary directory is given to that user; the
+    /// binary must be executable by it (a restrictive [`trust`](Self::trust) policy runs a
+    /// sealed copy, which always is). Default: the host's own.
+    pub user: Option<(u32, u32)>,
 }
 
 impl Default for PluginConfig {
@@ -83,6 +89,7 @@ impl Default for PluginConfig {
                 .collect(),
             env: Vec::new(),
             trust: TrustPolicy::default(),
+            user: None,
         }
     }
 }
@@ -134,6 +141,12 @@ impl PluginConfig {
     /// Sets an environment variable for the plugin.
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs the plugin as user `uid`, group `gid` (see [`user`](Self::user)).
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 

@@ -67,7 +67,24 @@ pub(super) async fn launch_once(
             format!("cannot make its private temporary directory: {error}"),
         )
     })?;
+    if let Some((uid, gid)) = config.user {
+        nix::unistd::chown(
+            private_tmp.path(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|error| {
+            plugin_error(
+                name,
+                format!("cannot give its temporary directory to user {uid}: {error}"),
+            )
+        })?;
+    }
     let mut command = Command::new(executable.program());
+    if let Some((uid, gid)) = config.user {
+        // std drops the supplementary groups too when root changes the user.
+        command.uid(uid).gid(gid);
+    }
     command
         .arg0(path)
         .env_clear()

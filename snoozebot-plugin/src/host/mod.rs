@@ -34,7 +34,30 @@ pub use config::{DEFAULT_INHERITED_ENV, PluginConfig};
 pub use discover::PluginDirectory;
 pub use trust::TrustPolicy;
 
+/// Marks this process non-dumpable, so that processes of the same user — plugins included —
+/// can no longer read its memory or `/proc/<pid>/environ` (where the host's cloud keys and API
+/// keys are) or trace it: the kernel makes those files root's. Core dumps of the host stop too.
+/// Call it early in `main`, before secrets are read. A root host's plugins are root too and
+/// can read anything: run them as another user ([`PluginConfig::run_as`]).
+pub fn harden_host() -> snoozebot_core::Result<()> {
+    nix::sys::prctl::set_dumpable(false).map_err(|error| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot mark the host non-dumpable: {error}"),
+        )
+    })
+}
+
 /// An [`ErrorKind::Plugin`] error about the plugin `name`.
 fn plugin_error(name: &str, message: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Plugin, format!("plugin {name}: {message}")).with_provider(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_hardened_host_is_not_dumpable() {
+        super::harden_host().unwrap();
+        assert!(!nix::sys::prctl::get_dumpable().unwrap());
+    }
 }

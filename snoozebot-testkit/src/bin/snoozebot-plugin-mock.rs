@@ -12,6 +12,7 @@
 //! | `SNOOZEBOT_MOCK_STDERR_FLOOD` | before serving, writes a stderr line of this many bytes without a newline until the last, then a line of bytes that are not UTF-8 |
 //! | `SNOOZEBOT_MOCK_EXIT_AFTER_MS` | exits (status 7) this long after it starts: a crash loop |
 //! | `SNOOZEBOT_MOCK_START_LOG` | a file path: each start appends a line with the time in milliseconds since the epoch |
+//! | `SNOOZEBOT_MOCK_PROBE_PARENT` | a file path: at start, tries to read its host's `/proc/PPID/environ` and writes `readable N` (bytes) or `denied ERROR` there |
 //! | `SNOOZEBOT_MOCK_LOG_GETS` | `1`: every `get_instance` writes `[WARN] get_instance ID` to stderr |
 //! | `SNOOZEBOT_MOCK_THROTTLE_GETS` | the first N `get_instance` calls answer `Throttled` (retry after 20 ms) |
 //! | `SNOOZEBOT_MOCK_CRASH_ONCE` | a file path: the first `get_instance` while it does not exist creates it and aborts mid-call (so the restarted plugin answers) |
@@ -132,6 +133,16 @@ fn main() -> ExitCode {
             });
         if let Err(error) = appended {
             eprintln!("[ERROR] cannot log my start: {error}");
+        }
+    }
+    if let Some(report) = std::env::var_os("SNOOZEBOT_MOCK_PROBE_PARENT") {
+        let parent = std::os::unix::process::parent_id();
+        let outcome = match std::fs::read(format!("/proc/{parent}/environ")) {
+            Ok(environ) => format!("readable {}", environ.len()),
+            Err(error) => format!("denied {error}"),
+        };
+        if let Err(error) = std::fs::write(report, outcome) {
+            eprintln!("[ERROR] cannot write my probe report: {error}");
         }
     }
     if let Some(after) = env_number("SNOOZEBOT_MOCK_EXIT_AFTER_MS") {
