@@ -100,8 +100,8 @@ impl TrustPolicy {
     }
 
     /// Checks the binary at `path`; a refusal is [`ErrorKind::PermissionDenied`] with the
-    /// reason. (A host runs what it checked through [`verified_binary`](Self::verified_binary);
-    /// this is the check alone.)
+    /// reason. This is the check alone; a [`PluginClient`](crate::PluginClient) launch checks
+    /// and then runs the very bytes it checked.
     pub async fn verify(&self, path: &Path) -> Result<()> {
         if !self.is_restrictive() {
             return Ok(());
