@@ -93,13 +93,27 @@ where
             ),
         ),
         (SdkError::ServiceError(context), None) => {
-            let code = context.err().code().unwrap_or("Unknown");
             let status = context.raw().status().as_u16();
-            let detail = context.err().message().unwrap_or("no message");
-            (
-                kind_for_code(code, status),
-                format!("{operation}: {code}: {detail}"),
-            )
+            match context.err().code() {
+                Some(code) => {
+                    let detail = context.err().message().unwrap_or("no message");
+                    (
+                        kind_for_code(code, status),
+                        format!("{operation}: {code}: {detail}"),
+                    )
+                }
+                // Not an EC2 answer at all: a wrong endpoint, a proxy, a load balancer.
+                None => (
+                    if status == 404 {
+                        ErrorKind::Config
+                    } else {
+                        ErrorKind::from_http_status(status)
+                    },
+                    format!(
+                        "{operation}: HTTP {status} without an EC2 error code: is the endpoint an EC2 API?"
+                    ),
+                ),
+            }
         }
         (SdkError::TimeoutError(_), None) => (
             ErrorKind::Timeout,

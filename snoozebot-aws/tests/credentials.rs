@@ -267,13 +267,42 @@ async fn launch(config: PluginConfig) -> PluginClient {
     .unwrap()
 }
 
+/// Captures this thread's `tracing` output. Every test of this binary captures: `tracing`
+/// caches per call site whether anyone listens, and a test without a subscriber running at the
+/// same time could make the cached answer "no" for another.
+fn capture_logs() -> (
+    snoozebot_testkit::LogCapture,
+    tracing::subscriber::DefaultGuard,
+) {
+    let captured = snoozebot_testkit::LogCapture::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 /// Lists through a plugin started with `config` and returns the keys that signed EC2 requests.
+/// What the plugin logged (at its default level, forwarded into this process's `tracing`) must
+/// not carry them.
 async fn keys_used(fake: &Fake, config: PluginConfig) -> Vec<String> {
+    let (captured, _guard) = capture_logs();
     let plugin = launch(config).await;
     let listed = plugin.list_instances(&InstanceFilter::new()).await;
     plugin.shutdown().await;
     assert_eq!(listed.unwrap().len(), 0);
-    fake.ec2_signing_keys()
+    let keys = fake.ec2_signing_keys();
+    let log = captured.contents();
+    assert!(log.contains("plugin ready"), "nothing was captured:\n{log}");
+    for key in &keys {
+        assert!(
+            !log.contains(key.as_str()),
+            "the plugin logged the access key id {key}:\n{log}"
+        );
+    }
+    keys
 }
 
 #[tokio::test]
@@ -376,6 +405,7 @@ async fn instance_metadata_resolves() {
 /// Lists through a plugin started with `config`; the error, after checking no EC2 request
 /// was sent.
 async fn credential_failure(fake: &Fake, config: PluginConfig) -> snoozebot_core::Error {
+    let (_captured, _guard) = capture_logs();
     let plugin = launch(config).await;
     let error = plugin
         .list_instances(&InstanceFilter::new())

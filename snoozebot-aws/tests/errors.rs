@@ -106,6 +106,33 @@ async fn the_recorded_throttling_and_malformed_answers_map() {
 }
 
 #[tokio::test]
+async fn an_answer_that_is_not_ec2s_names_its_status_not_a_missing_instance() {
+    for (status, body, kind) in [
+        (404, "", ErrorKind::Config),
+        (404, "<html>Not Found</html>", ErrorKind::Config),
+        (503, "", ErrorKind::Unavailable),
+    ] {
+        let stub = Stub::start(vec![Reply {
+            when: None,
+            status,
+            body: body.into(),
+        }])
+        .await;
+        let err = stub
+            .provider()
+            .get_instance(&InstanceId::new(ID).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{status} {body:?}: {err}");
+        assert!(
+            err.message().contains(&format!("HTTP {status}")),
+            "{status}: {err}"
+        );
+        assert!(!err.message().contains("no message"), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_unavailable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

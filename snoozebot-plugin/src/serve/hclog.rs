@@ -79,6 +79,21 @@ impl<S: Subscriber> Layer<S> for HclogLayer {
     }
 }
 
+/// Crates that handle credentials and log them below `WARN` (aws-config logs "loaded base
+/// credentials" with the access key id at `INFO`): capped at `WARN` whatever the level, so a
+/// plugin's log carries no credential material.
+const CREDENTIAL_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_credential_types",
+    "aws_smithy_runtime",
+    "aws_sdk_sso",
+    "aws_sdk_ssooidc",
+    "aws_sdk_sts",
+    "google_cloud_auth",
+    "azure_identity",
+    "azure_core",
+];
+
 /// Installs the hclog layer as the global subscriber, unless the plugin set one itself.
 pub(crate) fn install() {
     use tracing_subscriber::layer::SubscriberExt;
@@ -90,6 +105,13 @@ pub(crate) fn install() {
         Ok("error") => tracing_subscriber::filter::LevelFilter::ERROR,
         _ => tracing_subscriber::filter::LevelFilter::INFO,
     };
-    let subscriber = tracing_subscriber::registry().with(HclogLayer.with_filter(level));
+    let mut filter = tracing_subscriber::filter::Targets::new().with_default(level);
+    for target in CREDENTIAL_TARGETS {
+        filter = filter.with_target(
+            *target,
+            level.min(tracing_subscriber::filter::LevelFilter::WARN),
+        );
+    }
+    let subscriber = tracing_subscriber::registry().with(HclogLayer.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
