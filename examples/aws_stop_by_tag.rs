@@ -33,7 +33,22 @@ struct Args {
     seed: i32,
 }
 
-fn parse_args() -> Result<Args, String> {
+const USAGE: &str = "\
+usage: aws_stop_by_tag --tag KEY=VALUE [--region R] [--endpoint-url URL] [--start]
+                       [--hibernate] [--dry-run] [--seed N]
+
+Stops (or with --start starts) the EC2 instances tagged KEY=VALUE.
+  --tag KEY=VALUE       which instances (required)
+  --region R            the region (else AWS_REGION or the profile's)
+  --endpoint-url URL    an emulator such as moto (then any credentials do)
+  --start               start instead of stop
+  --hibernate           hibernate where the instance can, else stop
+  --dry-run             ask EC2 whether it would work, change nothing
+  --seed N              launch N tagged instances first (emulators)
+  -h, --help            this text";
+
+/// The parsed arguments, or `None` when help was asked for (and printed).
+fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args::default();
     let mut words = std::env::args().skip(1);
     while let Some(word) = words.next() {
@@ -54,16 +69,32 @@ fn parse_args() -> Result<Args, String> {
             "--start" => args.start = true,
             "--hibernate" => args.hibernate = true,
             "--dry-run" => args.dry_run = true,
-            other => return Err(format!("unknown option {other}")),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    Ok(args)
+    Ok(Some(args))
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()
-        .map_err(|message| format!("{message}\n(see the top of examples/aws_stop_by_tag.rs)"))?;
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The error's own words, not a struct dump.
+        Err(error) => {
+            eprintln!("aws_stop_by_tag: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
     let (key, value) = args.tag.clone().ok_or("--tag KEY=VALUE is required")?;
 
     let mut builder = AwsProviderBuilder::new();

@@ -10,11 +10,32 @@
 //! `SNOOZEBOT_API_KEYS` (`role:secret,...`). Ctrl-C stops it gracefully. See docs/rest-api.md.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use snoozebot_rest::ApiKeys;
 
+const USAGE: &str = "\
+usage: rest_server [--listen ADDRESS:PORT] [--plugin-dir DIR]
+
+Serves the Snoozebot REST API over an in-memory mock fleet (and the plugins in DIR).
+  --listen ADDRESS:PORT   where to listen (default 127.0.0.1:8080)
+  --plugin-dir DIR        offer the snoozebot-plugin-* executables of DIR
+  -h, --help              this text
+Keys: SNOOZEBOT_API_KEYS_FILE (lines `ROLE SHA256-HEX [LABEL]`), SNOOZEBOT_API_KEYS
+(`role:secret,...`), plus an admin key printed at start. Ctrl-C or SIGTERM stops it.";
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rest_server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Before any key is read: plugins of this user cannot read this process's environment.
     snoozebot_plugin::harden_host()?;
     tracing_subscriber::fmt()
@@ -34,8 +55,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--plugin-dir" => {
                 plugin_dir = Some(words.next().ok_or("--plugin-dir takes DIR")?.into())
             }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
             other => {
-                return Err(format!("unknown option {other} (see examples/rest_server.rs)").into());
+                return Err(format!("unknown option {other}\n{USAGE}").into());
             }
         }
     }
