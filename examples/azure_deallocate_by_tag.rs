@@ -24,7 +24,18 @@ use snoozebot_testkit::arm::FakeArm;
 const DEMO_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000de0";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // An error's own words on stderr, not a debug dump of it.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("azure_deallocate_by_tag: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut subscription, mut resource_group, mut tag) = (None, None, None);
     let mut mode = None;
     let (mut start, mut fake) = (false, false);

@@ -21,7 +21,18 @@ use snoozebot_gcp::GcpProviderBuilder;
 use snoozebot_testkit::gce::FakeGce;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // An error's own words on stderr, not a debug dump of it.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gcp_stop_by_label: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut project = None;
     let mut label = None;
     let (mut suspend, mut start, mut fake) = (false, false, false);

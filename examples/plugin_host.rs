@@ -20,7 +20,18 @@ use snoozebot_plugin::{PluginConfig, PluginDirectory};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // An error's own words on stderr, not a debug dump of it.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plugin_host: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         // Colour only for a terminal: escapes in a pipe or a log file are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

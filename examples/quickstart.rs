@@ -19,7 +19,18 @@ use snoozebot_examples::print_state_changes;
 use snoozebot_testkit::MockProvider;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    // An error's own words on stderr, not a debug dump of it.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("quickstart: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A fleet of 20 running machines; every fourth is tagged snoozebot=idle. Stopping takes
     // 300 ms here, as it takes a minute or so on a real cloud.
     let fleet = MockProvider::builder()
