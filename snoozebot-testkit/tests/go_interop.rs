@@ -14,8 +14,10 @@ use snoozebot_testkit::conformance::{self, Fixture};
 
 #[path = "go/mod.rs"]
 mod go;
+mod processes;
 
 use go::go_programs;
+use processes::{eventually, has_exited};
 
 fn rust_plugin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
@@ -109,29 +111,6 @@ async fn our_host_loads_a_go_plugin_with_auto_mtls_p521_certificates() {
 async fn a_go_plugin_without_the_batch_rpcs_conforms_through_single_calls() {
     our_host_loads_the_go_plugin(PluginConfig::default().with_env("SNOOZEBOT_GO_NO_BATCH", "1"))
         .await;
-}
-
-/// Whether `pid` is gone or only a zombie.
-fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
-/// Polls `condition` every 20 ms, at most `limit` (the processes watched are not ours to
-/// signal).
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
 }
 
 /// The unix socket a plugin announced, and the private directory it lies in.

@@ -12,6 +12,9 @@ use snoozebot_core::{CloudProvider, ErrorKind, InstanceFilter, InstanceId, Plugi
 use snoozebot_plugin::{PluginClient, PluginConfig, PluginDirectory, TrustPolicy};
 use tokio::time::Instant;
 
+mod processes;
+use processes::{eventually, has_exited};
+
 fn mock_plugin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
 }
@@ -44,30 +47,9 @@ fn marked_processes(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` is gone from the process table or only a zombie (exited, not yet reaped).
-fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 /// Whether `pid` has left the process table entirely (exited and reaped).
 fn is_reaped(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
 }
 
 async fn assert_no_marked_processes(marker: &str) {
