@@ -229,15 +229,22 @@ fn sealed_copy(path: &Path, binary: &[u8]) -> Result<OwnedFd> {
     let mut file = std::fs::File::from(fd);
     std::io::Write::write_all(&mut file, binary).map_err(|error| failed("write", &error))?;
     let fd = OwnedFd::from(file);
-    fcntl(
-        &fd,
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_WRITE
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_SEAL,
-        ),
-    )
-    .map_err(|error| failed("seal", &error))?;
+    let seals = SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_SEAL;
+    // The kernel refuses the write seal (EBUSY) while the pages just written are still pinned
+    // by the write; that passes within moments (seen under parallel tests).
+    let mut attempt = 0;
+    loop {
+        match fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EBUSY) if attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(error) => return Err(failed("seal", &error)),
+        }
+    }
     Ok(fd)
 }
