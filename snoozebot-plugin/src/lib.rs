@@ -48,7 +48,8 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+// One `unsafe` block, reviewed: the pre-exec hook that arms a plugin's parent-death signal.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "host")]

@@ -13,7 +13,7 @@ use snoozebot_plugin::{PluginClient, PluginConfig, PluginDirectory, TrustPolicy}
 use tokio::time::Instant;
 
 mod processes;
-use processes::{eventually, has_exited};
+use processes::{HostProcess, eventually, has_exited};
 
 fn mock_plugin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
@@ -287,9 +287,60 @@ async fn kill_9_of_the_plugin_fails_calls_fast_then_they_work_again() {
     assert_no_marked_processes("kill9").await;
 }
 
+#[test]
+#[ignore = "a host process for the host-death tests, which run it"]
+fn host_process() {
+    processes::host_main();
+}
+
 #[tokio::test]
-async fn the_plugin_exits_within_two_seconds_when_its_host_is_killed() {
-    // The host here is a shell that started the plugin; SIGKILL gives it no chance to clean up.
+async fn a_plugin_without_its_own_parent_watch_dies_with_its_host_and_removes_its_directory() {
+    // Only the host's parent-death signal can end this plugin: it checks for its host once a day.
+    let mut host = HostProcess::start(
+        mock_plugin(),
+        &[("SNOOZEBOT_MOCK_NO_PARENT_WATCH", "1")],
+        false,
+    );
+    assert!(host.private_dir.exists());
+    host.kill();
+    assert!(
+        eventually(Duration::from_secs(2), || has_exited(host.plugin_pid)).await,
+        "the plugin outlived its host by more than 2 s"
+    );
+    assert!(
+        eventually(Duration::from_secs(1), || !host.private_dir.exists()).await,
+        "{} left behind",
+        host.private_dir.display()
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_forked_from_a_thread_that_ends_lives_on_with_its_host() {
+    // The parent-death signal follows the thread that forked: launched from a blocking-pool
+    // thread that retires, the plugin must not take that for its host's death.
+    let mut host = HostProcess::start(
+        mock_plugin(),
+        &[
+            ("SNOOZEBOT_MOCK_NO_PARENT_WATCH", "1"),
+            ("SNOOZEBOT_MOCK_LATENCY_MS", "200"),
+        ],
+        true,
+    );
+    assert_eq!(
+        host.line("call after the launching thread ended: ")
+            .as_deref(),
+        Some("ok")
+    );
+    assert!(!has_exited(host.plugin_pid));
+    host.kill();
+    assert!(eventually(Duration::from_secs(2), || has_exited(host.plugin_pid)).await);
+}
+
+#[tokio::test]
+async fn the_plugin_exits_within_two_seconds_when_a_host_without_the_signal_is_killed() {
+    // The host here is a shell that started the plugin, as go-plugin's hosts do, without a
+    // parent-death signal: the plugin's own watch ends it. SIGKILL gives the shell no chance
+    // to clean up.
     let marker = format!("SNOOZEBOT_TEST_MARKER=hostdeath-{}", std::process::id());
     let mut host = Command::new("sh")
         .arg("-c")

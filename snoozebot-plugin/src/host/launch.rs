@@ -21,7 +21,7 @@ use super::lines::{BoundedLines, MAX_LINE};
 use super::plugin_error;
 use super::process::{
     ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir,
-    private_tmp_dir, reap,
+    private_tmp_dir, reap, sweep_abandoned_private_dirs_once,
 };
 use crate::MAX_MESSAGE_SIZE;
 use crate::proto::go_plugin::grpc_controller_client::GrpcControllerClient;
@@ -61,6 +61,7 @@ pub(super) async fn launch_once(
 
     // go-plugin puts its socket in TMPDIR and never removes it when killed; a directory of
     // the host's own, removed with the process, leaves nothing behind.
+    sweep_abandoned_private_dirs_once();
     let private_tmp = private_tmp_dir(name).map_err(|error| {
         plugin_error(
             name,
@@ -117,8 +118,8 @@ pub(super) async fn launch_once(
     if let Some(identity) = &identity {
         command.env(CLIENT_CERT_ENV, &identity.cert_pem);
     }
-    let mut child = command
-        .spawn()
+    let mut child = super::spawner::spawn(command)
+        .await
         .map_err(|error| plugin_error(name, format!("cannot start {}: {error}", path.display())))?;
     // The child holds its own descriptor of the sealed copy now.
     drop(executable);

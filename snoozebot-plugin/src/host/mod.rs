@@ -10,6 +10,7 @@
 //! | `trust` | [`TrustPolicy`]: SHA-256 pins and minisign signatures |
 //! | `process` | the child process: its group, reaping, stdout and stderr |
 //! | `launch` | one start: trust check, spawn, handshake, connect, `Info` |
+//! | `spawner` | the thread plugins are forked from, for their parent-death signal |
 //! | `connection` | the HTTP/2 connection the gRPC clients run on |
 //! | `supervisor` | crash and health watching, restarts with backoff |
 //! | `client` | [`PluginClient`]: the provider calls over the wire |
@@ -24,6 +25,7 @@ mod launch;
 mod lines;
 mod log;
 mod process;
+mod spawner;
 mod supervisor;
 mod trust;
 

@@ -3,11 +3,13 @@
 //! kept for error messages.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use snoozebot_core::LogBudget;
@@ -129,24 +131,37 @@ impl Drop for ProcessGuard {
     }
 }
 
-/// A plugin's private temporary directory, removed (with what is in it) when dropped.
-pub(super) struct PrivateTmp(PathBuf);
+/// The file in each private directory that its host holds locked while the directory is in
+/// use; one whose lock can be taken belongs to a host that died without removing it.
+const HOST_LOCK: &str = ".host.lock";
+
+/// How old a private directory must be before a sweep may remove it: past the moment between
+/// its creation and its lock.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(10);
+
+/// A plugin's private temporary directory, removed (with what is in it) when dropped, and
+/// locked while it lives.
+pub(super) struct PrivateTmp {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
 
 impl PrivateTmp {
-    pub(super) fn path(&self) -> &std::path::Path {
-        &self.0
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 impl Drop for PrivateTmp {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
+        // The lock goes with the field, after the directory.
     }
 }
 
 /// Makes a `0700` directory of this host's under the system temporary directory, for one
 /// launch of a plugin: created exclusively, so no one else's directory of the same name is
-/// ever used.
+/// ever used, and locked (see [`sweep_abandoned_private_dirs`]).
 pub(super) fn private_tmp_dir(name: &str) -> std::io::Result<PrivateTmp> {
     use std::os::unix::fs::DirBuilderExt;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -168,11 +183,94 @@ pub(super) fn private_tmp_dir(name: &str) -> std::io::Result<PrivateTmp> {
             std::process::id()
         ));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(PrivateTmp(dir)),
+            Ok(()) => {
+                return lock_new_private_dir(&dir).inspect_err(|_| {
+                    let _ = std::fs::remove_dir_all(&dir);
+                });
+            }
             Err(error) => last = Some(error),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no name left")))
+}
+
+fn lock_new_private_dir(dir: &Path) -> std::io::Result<PrivateTmp> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(HOST_LOCK))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| std::io::Error::from(errno))?;
+    Ok(PrivateTmp {
+        path: dir.to_owned(),
+        _lock: lock,
+    })
+}
+
+/// Removes, once per process and off the caller's thread, the private directories that hosts
+/// killed without a chance to clean up left in `base`: a plugin that died with such a host
+/// (its parent-death signal) leaves its socket there.
+pub(super) fn sweep_abandoned_private_dirs_once() {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if !SWEPT.swap(true, Ordering::SeqCst) {
+        let base = std::env::temp_dir();
+        tokio::task::spawn_blocking(move || sweep_abandoned_private_dirs(&base));
+    }
+}
+
+/// Removes the directories in `base` that are private directories of this user's hosts (by
+/// name and owner), older than [`SWEEP_MIN_AGE`], and whose host lock no one holds. Returns
+/// how many it removed.
+pub(super) fn sweep_abandoned_private_dirs(base: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(crate::wire::PRIVATE_TMP_PREFIX));
+        if !ours {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old_enough = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age >= SWEEP_MIN_AGE);
+        if metadata.is_dir() && metadata.uid() == me && old_enough && !is_held(&path) {
+            // std's removal does not follow symlinks inside.
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+                tracing::debug!(dir = %path.display(), "removed a dead host's plugin directory");
+            }
+        }
+    }
+    removed
+}
+
+/// Whether a living host holds the lock of the private directory `dir`.
+fn is_held(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dir.join(HOST_LOCK));
+    match file {
+        // Taken and released at once (dropping it unlocks).
+        Ok(file) => Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err(),
+        // No lock file in a directory past its creation: its host died making it.
+        Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// The directory to clean up after a plugin: only the private directories Snoozebot plugins
@@ -243,4 +341,72 @@ pub(super) fn forward_stderr(
         }
         tail.mark_ended();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn age(dir: &Path) {
+        File::open(dir)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * SWEEP_MIN_AGE)
+            .unwrap();
+    }
+
+    fn lock_file(dir: &Path) -> File {
+        File::create(dir.join(HOST_LOCK)).unwrap()
+    }
+
+    #[test]
+    fn a_sweep_removes_only_old_unlocked_private_dirs_of_this_user() {
+        let base = tempfile::tempdir().unwrap();
+        let named = |name: &str| {
+            base.path()
+                .join(format!("{}{name}", crate::wire::PRIVATE_TMP_PREFIX))
+        };
+
+        let held_dir = named("held");
+        std::fs::create_dir(&held_dir).unwrap();
+        let held = lock_new_private_dir(&held_dir).unwrap();
+        age(&held_dir);
+
+        let abandoned = named("abandoned");
+        std::fs::create_dir(&abandoned).unwrap();
+        drop(lock_file(&abandoned));
+        std::fs::write(abandoned.join("plugin123"), "a socket, once").unwrap();
+        age(&abandoned);
+
+        let unlocked_young = named("young");
+        std::fs::create_dir(&unlocked_young).unwrap();
+        drop(lock_file(&unlocked_young));
+
+        let half_made = named("half-made");
+        std::fs::create_dir(&half_made).unwrap();
+        age(&half_made);
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let link = named("link");
+        std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+
+        let other = base.path().join("someone-else");
+        std::fs::create_dir(&other).unwrap();
+        age(&other);
+
+        assert_eq!(sweep_abandoned_private_dirs(base.path()), 2);
+        assert!(held_dir.exists(), "a living host's directory was removed");
+        assert!(!abandoned.exists());
+        assert!(!half_made.exists());
+        assert!(
+            unlocked_young.exists(),
+            "a directory being made was removed"
+        );
+        assert!(link.exists() && elsewhere.path().exists());
+        assert!(other.exists());
+
+        drop(held);
+        assert!(!held_dir.exists(), "dropping it removes it");
+    }
 }

@@ -204,7 +204,9 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot
                 return Err(Error::new(ErrorKind::Plugin, format!("gRPC server failed: {error}")));
             }
         }
-        () = terminate_signal() => {}
+        // The host's parent-death signal is SIGTERM: a dead host cannot remove what it made
+        // for us, and a living one does not mind.
+        () = terminate_signal() => remove_orphaned_private_tmp(),
     }
     drop(socket_dir);
     Ok(())
@@ -246,8 +248,8 @@ async fn terminate_signal() {
 }
 
 /// Exits when the host is gone: the parent pid changes when the parent dies and the plugin is
-/// reparented. Polling works whichever thread of the host started us (Linux's parent-death
-/// signal fires when that *thread* ends, which would kill healthy plugins of threaded hosts).
+/// reparented. A Snoozebot host also arms a parent-death signal (SIGTERM) for its plugins; the
+/// poll covers hosts that do not, go-plugin's among them.
 fn watch_parent(interval: Duration, shutdown: watch::Sender<bool>) {
     let parent = nix::unistd::getppid();
     if parent.as_raw() <= 1 {
@@ -266,8 +268,8 @@ fn watch_parent(interval: Duration, shutdown: watch::Sender<bool>) {
     });
 }
 
-/// The host died and cannot remove the private temporary directory it made for this plugin:
-/// remove it here, if it is one (its name says so).
+/// The host died (or is about to stop us) and may not remove the private temporary directory it
+/// made for this plugin: remove it here, if it is one (its name says so).
 fn remove_orphaned_private_tmp() {
     let Some(dir) = std::env::var_os(crate::wire::PRIVATE_TMP_ENV).map(PathBuf::from) else {
         return;

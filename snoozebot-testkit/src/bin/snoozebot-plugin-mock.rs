@@ -13,6 +13,7 @@
 //! | `SNOOZEBOT_MOCK_EXIT_AFTER_MS` | exits (status 7) this long after it starts: a crash loop |
 //! | `SNOOZEBOT_MOCK_START_LOG` | a file path: each start appends a line with the time in milliseconds since the epoch |
 //! | `SNOOZEBOT_MOCK_PROBE_PARENT` | a file path: at start, tries to read its host's `/proc/PPID/environ` and writes `readable N` (bytes) or `denied ERROR` there |
+//! | `SNOOZEBOT_MOCK_NO_PARENT_WATCH` | serves without polling for its host's death (a day between checks): only the host's parent-death signal ends it with its host |
 //! | `SNOOZEBOT_MOCK_LOG_GETS` | `1`: every `get_instance` writes `[WARN] get_instance ID` to stderr |
 //! | `SNOOZEBOT_MOCK_THROTTLE_GETS` | the first N `get_instance` calls answer `Throttled` (retry after 20 ms) |
 //! | `SNOOZEBOT_MOCK_CRASH_ONCE` | a file path: the first `get_instance` while it does not exist creates it and aborts mid-call (so the restarted plugin answers) |
@@ -20,6 +21,7 @@
 //! `get_instance` of `mock-crash` aborts the process mid-call.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use snoozebot_core::{
@@ -189,5 +191,19 @@ fn main() -> ExitCode {
         instances = count,
         "mock fleet ready (a warning, so hosts can check levels)"
     );
+    if std::env::var_os("SNOOZEBOT_MOCK_NO_PARENT_WATCH").is_some() {
+        // Only the host's parent-death signal is left to end it with its host.
+        let mut config = snoozebot_plugin::ServeConfig::default();
+        config.parent_check_interval = Duration::from_secs(24 * 60 * 60);
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                runtime.block_on(snoozebot_plugin::serve_with(Arc::new(provider), config))
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     snoozebot_plugin::serve(provider)
 }

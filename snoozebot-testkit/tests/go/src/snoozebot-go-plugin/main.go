@@ -7,11 +7,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"time"
+	"syscall"
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -232,25 +233,26 @@ func (p *providerPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.C
 	return nil, fmt.Errorf("this program is only a plugin")
 }
 
-// exitWithParent ends the plugin when its host is gone (go-plugin's Serve does not watch):
-// the parent pid changes when the parent dies. It removes the private temporary directory the
-// host made for it first, since the host cannot any more (docs/plugin-protocol.md).
-func exitWithParent() {
-	parent := os.Getppid()
+// cleanUpOnTerm removes the private temporary directory the host made for the plugin (its
+// socket is in it) and exits on SIGTERM: a Snoozebot host sends it to its plugins when it dies,
+// and a dead host cannot remove the directory itself (docs/plugin-protocol.md).
+func cleanUpOnTerm() {
+	terminated := make(chan os.Signal, 1)
+	signal.Notify(terminated, syscall.SIGTERM)
 	go func() {
-		for range time.Tick(200 * time.Millisecond) {
-			if os.Getppid() != parent {
-				if dir := os.Getenv("SNOOZEBOT_PLUGIN_TMPDIR"); strings.HasPrefix(filepath.Base(dir), "snoozebot-host-") {
-					os.RemoveAll(dir)
-				}
-				os.Exit(0)
-			}
+		<-terminated
+		if dir := os.Getenv("SNOOZEBOT_PLUGIN_TMPDIR"); strings.HasPrefix(filepath.Base(dir), "snoozebot-host-") {
+			os.RemoveAll(dir)
 		}
+		os.Exit(0)
 	}()
 }
 
 func main() {
-	exitWithParent()
+	// SNOOZEBOT_GO_NO_CLEANUP: a plugin that only serves, as go-plugin's examples do.
+	if os.Getenv("SNOOZEBOT_GO_NO_CLEANUP") == "" {
+		cleanUpOnTerm()
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake,
 		Plugins:         map[string]plugin.Plugin{"provider": &providerPlugin{impl: newFleet(8)}},
