@@ -31,7 +31,10 @@
 //!   call per 100 ids ([`AwsProviderBuilder::batch_size`]). When EC2 refuses a call because of
 //!   particular instances (unknown, wrong state, stop-protected, cannot hibernate), those get
 //!   their own error and the rest are sent again, split on the ids the error names or in
-//!   halves: every good id still gets its state change.
+//!   halves: every good id still gets its state change. A batch of more than one id, or a
+//!   hibernation, is described first (one DescribeInstances per 100): unknown ids are answered
+//!   without a stop, instances not configured for hibernation are sorted out before the call,
+//!   and each change reports the state before the batch, however often EC2 was asked.
 //! - **Ids** are checked (`i-` and 8 or 17 hex digits) before any call.
 //! - **Modes**: [`StopMode::Stop`](snoozebot_core::StopMode::Stop) and
 //!   [`Hibernate`](snoozebot_core::StopMode::Hibernate); `force` and `dry_run` are passed to EC2

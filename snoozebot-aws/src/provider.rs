@@ -139,25 +139,16 @@ impl CloudProvider for AwsProvider {
                 .map(|id| (id.clone(), Err(error.clone())))
                 .collect();
         }
-        let hibernate = opts.mode == Some(StopMode::Hibernate);
         let action = Action::Stop {
-            hibernate,
+            hibernate: opts.mode == Some(StopMode::Hibernate),
+            fall_back: opts.allow_fallback,
             force: opts.force,
             dry_run: opts.dry_run,
         };
-        let mode = if hibernate {
-            StopMode::Hibernate
-        } else {
-            StopMode::Stop
-        };
-        let mut results: BatchResults = self
-            .batch(action, ids)
-            .await
-            .into_iter()
-            .map(|(id, result)| (id, result.map(|change| change.with_mode(mode))))
-            .collect();
-
-        if hibernate && opts.allow_fallback {
+        // Instances DescribeInstances says cannot hibernate are sorted out before calling;
+        // this covers EC2 refusing one anyway (it was not described, or not ready yet).
+        let mut results = self.batch(action, ids).await;
+        if let Some(plain) = action.fallback() {
             let cannot_hibernate: Vec<InstanceId> = results
                 .iter()
                 .filter(|(_, result)| matches!(result, Err(error) if error.kind() == ErrorKind::Unsupported))
@@ -166,13 +157,8 @@ impl CloudProvider for AwsProvider {
             if !cannot_hibernate.is_empty() {
                 tracing::info!(
                     count = cannot_hibernate.len(),
-                    "hibernation unsupported; stopping instead"
+                    "hibernation refused; stopping instead"
                 );
-                let plain = Action::Stop {
-                    hibernate: false,
-                    force: opts.force,
-                    dry_run: opts.dry_run,
-                };
                 let mut fallback: HashMap<InstanceId, Result<StateChange>> = self
                     .batch(plain, &cannot_hibernate)
                     .await
@@ -180,7 +166,7 @@ impl CloudProvider for AwsProvider {
                     .collect();
                 for (id, result) in &mut results {
                     if let Some(stopped) = fallback.remove(id) {
-                        *result = stopped.map(|change| change.with_mode(StopMode::Stop));
+                        *result = stopped;
                     }
                 }
             }

@@ -89,6 +89,22 @@ impl Moto {
         name: &str,
         idleness: &str,
     ) -> Vec<InstanceId> {
+        self.launch_with(client, count, name, idleness, |run| run)
+            .await
+    }
+
+    /// [`Self::launch`] with more settings on the RunInstances request.
+    pub async fn launch_with(
+        &self,
+        client: &Client,
+        count: i32,
+        name: &str,
+        idleness: &str,
+        settings: impl FnOnce(
+            aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder,
+        )
+            -> aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder,
+    ) -> Vec<InstanceId> {
         let image = client
             .describe_images()
             .send()
@@ -98,8 +114,7 @@ impl Moto {
             .first()
             .and_then(|image| image.image_id().map(str::to_owned))
             .expect("moto has no images");
-        let output = client
-            .run_instances()
+        let output = settings(client.run_instances())
             .image_id(image)
             .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
             .min_count(count)
