@@ -48,6 +48,7 @@ mod admission;
 mod api;
 mod auth;
 mod problem;
+mod refusals;
 mod serve;
 
 use std::collections::HashMap;

@@ -87,7 +87,7 @@ impl Problem {
         Self::with_status(error, status_for(error.kind()))
     }
 
-    fn with_status(error: &Error, status: StatusCode) -> Self {
+    pub(crate) fn with_status(error: &Error, status: StatusCode) -> Self {
         let kind = error.kind();
         Problem {
             problem_type: format!("https://snoozebot.dev/problems/{kind}"),

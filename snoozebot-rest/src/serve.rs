@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::refusals::ProblemRefusals;
+
 /// The listen backlog [`bind`] asks for (Linux caps it at `net.core.somaxconn`, 4096 by
 /// default). Tokio's `TcpListener::bind` asks for 1024; a flood of connections overflows that,
 /// and every client whose handshake is dropped waits a second or more to retry (measured: 10,000
@@ -272,7 +274,7 @@ pub async fn serve_with(
         let close = Arc::new(Notify::new());
         connections.insert(id, Arc::clone(&close));
         tasks.spawn(connection(
-            TokioIo::new(stream),
+            TokioIo::new(ProblemRefusals::new(stream)),
             id,
             router.clone(),
             Arc::clone(&connections),
@@ -290,7 +292,7 @@ pub async fn serve_with(
 /// One connection, until it ends, is closed to make room, idles too long, or the server
 /// stops (then it finishes its request first).
 async fn connection(
-    io: TokioIo<tokio::net::TcpStream>,
+    io: TokioIo<ProblemRefusals<tokio::net::TcpStream>>,
     id: u64,
     router: Router,
     connections: Arc<Connections>,

@@ -1069,3 +1069,86 @@ async fn one_slow_provider_starves_neither_the_others_nor_the_admin() {
     }
     assert_eq!(shed, 48);
 }
+
+/// Writes `request` as raw bytes and reads the answer to its end (hyper closes after its own
+/// refusals): the status line, the head, and the body.
+async fn raw_exchange(base: &str, request: &[u8]) -> (String, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The server may answer and close before it has read everything; that is its right.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server neither answered nor closed")
+        .unwrap_or_default();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_read_are_refused_with_problem_documents() {
+    let api = Api::new().await;
+    let (base, stop, server) = serve_on_loopback(api.router.clone()).await;
+    let many_headers: String = (0..200).map(|n| format!("x-h{n}: {n}\r\n")).collect();
+    let cases = [
+        (
+            format!(
+                "GET /api/plugins?{} HTTP/1.1\r\nhost: x\r\n\r\n",
+                "a".repeat(70_000)
+            ),
+            414,
+        ),
+        (
+            format!("GET /api/plugins HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n"),
+            431,
+        ),
+        (
+            format!(
+                "GET /api/plugins HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            ),
+            431,
+        ),
+        (
+            "GET /api/plugins HTTP/1.1\r\nbad header\r\n\r\n".to_owned(),
+            400,
+        ),
+        ("\u{1}\u{2}garbage that is not HTTP\r\n\r\n".to_owned(), 400),
+    ];
+    for (request, status) in cases {
+        let (line, head, body) = raw_exchange(&base, request.as_bytes()).await;
+        assert!(line.starts_with(&format!("HTTP/1.1 {status} ")), "{line}");
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        let problem: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        assert_eq!(problem["status"], status);
+        assert_eq!(problem["kind"], "invalid_argument");
+        assert!(!problem["detail"].as_str().unwrap().is_empty());
+    }
+    // The API's own answers pass as they were, a refusal of its own included.
+    let (line, head, body) = raw_exchange(
+        &base,
+        b"GET /api/plugins HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 401 "), "{line}");
+    assert!(head.contains("www-authenticate"), "{head}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["kind"], "unauthenticated");
+    let (line, _, body) = raw_exchange(
+        &base,
+        b"GET /api/openapi.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 200 "), "{line}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["openapi"].is_string());
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
