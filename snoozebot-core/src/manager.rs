@@ -536,6 +536,14 @@ impl PluginManager {
         Ok(())
     }
 
+    /// Whether `name` was [registered](Self::register) (loaded or not), as opposed to offered
+    /// by a source or unknown.
+    pub fn is_registered(&self, name: &str) -> bool {
+        self.entries()
+            .get(name)
+            .is_some_and(|entry| matches!(entry.origin, Origin::Registered))
+    }
+
     /// Every provider that could be loaded, and whether it is: the registered ones and what
     /// each source offers. Candidates that cannot be loaded are listed with their
     /// [`problem`](DiscoveredProvider::problem) and logged.

@@ -33,6 +33,8 @@ pub(crate) struct Caller {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) manager: Arc<PluginManager>,
+    /// [`HttpOptions::load_registered_on_use`](crate::HttpOptions::load_registered_on_use).
+    pub(crate) load_registered_on_use: bool,
     /// The OpenAPI document, serialized once.
     pub(crate) document: Arc<String>,
     pub(crate) limits: Limits,
@@ -297,8 +299,13 @@ pub(crate) async fn get_plugin(
 
 /// The loaded provider `name`; each call through it holds the manager's lease, and goes
 /// through the manager's middleware stack.
-fn provider(state: &AppState, name: &str) -> Result<Arc<dyn CloudProvider>, ApiError> {
-    Ok(state.manager.get(name)?)
+async fn provider(state: &AppState, name: &str) -> Result<Arc<dyn CloudProvider>, ApiError> {
+    match state.manager.get(name) {
+        Err(_) if state.load_registered_on_use && state.manager.is_registered(name) => {
+            Ok(state.manager.load(name).await?)
+        }
+        found => Ok(found?),
+    }
 }
 
 fn instance_id(id: &str) -> Result<InstanceId, ApiError> {
@@ -412,7 +419,7 @@ pub(crate) async fn list_instances(
     QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> ApiResult<InstancePage> {
     let (filter, page) = instance_query(pairs, state.limits)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     let page = provider.list_instances_page(&filter, &page).await?;
     Ok(Json(InstancePage {
         instances: page.instances,
@@ -437,7 +444,7 @@ pub(crate) async fn get_instance(
     PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<InstanceInfo> {
     let id = instance_id(&id)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     Ok(Json(provider.get_instance(&id).await?))
 }
 
@@ -489,7 +496,7 @@ pub(crate) async fn stop_instance(
     OptionalBody(request): OptionalBody<StopRequest>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     Ok(Json(provider.stop_instance(&id, &request.options()).await?))
 }
 
@@ -508,7 +515,7 @@ pub(crate) async fn start_instance(
     PathParams(InstancePath { name, id }): PathParams<InstancePath>,
 ) -> ApiResult<StateChange> {
     let id = instance_id(&id)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     Ok(Json(provider.start_instance(&id).await?))
 }
 
@@ -615,7 +622,7 @@ pub(crate) async fn stop_instances(
     Body(request): Body<BatchStopRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     let options = StopRequest {
         mode: request.mode,
         force: request.force,
@@ -648,7 +655,7 @@ pub(crate) async fn start_instances(
     Body(request): Body<BatchStartRequest>,
 ) -> ApiResult<BatchResponse> {
     check_batch(&request.ids, state.limits)?;
-    let provider = provider(&state, &name)?;
+    let provider = provider(&state, &name).await?;
     Ok(Json(
         batch(request.ids, async |ids| {
             provider.start_instances(&ids).await

@@ -287,6 +287,37 @@ impl ApiKeys {
     }
 }
 
+/// API keys that can be replaced while the server runs (a reload of the keys file): the
+/// router reads the current set at each request, and a request sees one set whole.
+#[derive(Debug, Clone)]
+pub struct KeyRing(std::sync::Arc<std::sync::RwLock<std::sync::Arc<ApiKeys>>>);
+
+impl KeyRing {
+    /// A ring holding `keys`.
+    pub fn new(keys: ApiKeys) -> Self {
+        KeyRing(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(keys),
+        )))
+    }
+
+    /// Replaces the keys: requests from now on are checked against `keys`.
+    pub fn replace(&self, keys: ApiKeys) {
+        let keys = std::sync::Arc::new(keys);
+        match self.0.write() {
+            Ok(mut current) => *current = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    /// The keys in use now.
+    pub fn current(&self) -> std::sync::Arc<ApiKeys> {
+        match self.0.read() {
+            Ok(current) => std::sync::Arc::clone(&current),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

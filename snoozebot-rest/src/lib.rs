@@ -69,7 +69,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{ApiKeys, Role};
+pub use auth::{ApiKeys, KeyRing, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
 pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
 
@@ -106,6 +106,10 @@ pub struct HttpOptions {
     pub max_page_size: usize,
     /// The most ids in one batch (500).
     pub max_batch: usize,
+    /// Load a [registered](PluginManager::register) provider that is not loaded when a
+    /// request names it, instead of answering `404` (default off: an admin loads providers).
+    /// Providers only a source offers (plugin directories) are never loaded this way.
+    pub load_registered_on_use: bool,
 }
 
 impl Default for HttpOptions {
@@ -119,6 +123,7 @@ impl Default for HttpOptions {
             default_page_size: 100,
             max_page_size: 500,
             max_batch: 500,
+            load_registered_on_use: false,
         }
     }
 }
@@ -151,6 +156,12 @@ impl HttpOptions {
     /// Sets the largest request body, in bytes.
     pub fn with_body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Sets whether a registered provider is loaded when a request first names it.
+    pub fn with_load_registered_on_use(mut self, load: bool) -> Self {
+        self.load_registered_on_use = load;
         self
     }
 }
@@ -358,7 +369,7 @@ fn role_table(openapi: &OpenApi) -> RoleTable {
 
 #[derive(Clone)]
 struct Guard {
-    keys: Arc<ApiKeys>,
+    keys: KeyRing,
     roles: Arc<RoleTable>,
 }
 
@@ -394,7 +405,8 @@ async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next)
         .copied()
         // A route missing from the document: only admins (fail closed).
         .unwrap_or(Some(Role::Admin));
-    let caller = presented_key(&request).and_then(|key| guard.keys.identify(key));
+    let keys = guard.keys.current();
+    let caller = presented_key(&request).and_then(|key| keys.identify(key));
     if let Some(needed) = needed {
         match caller {
             None => {
@@ -489,14 +501,25 @@ pub fn router(manager: Arc<PluginManager>, keys: ApiKeys) -> Router {
 
 /// The REST API over `manager`, accepting `keys`, protected as `options` say.
 pub fn router_with(manager: Arc<PluginManager>, keys: ApiKeys, options: HttpOptions) -> Router {
+    router_with_keys(manager, KeyRing::new(keys), options)
+}
+
+/// [`router_with`], accepting the keys `keys` holds at each request: replace them (a reload
+/// of the keys file) while the server runs.
+pub fn router_with_keys(
+    manager: Arc<PluginManager>,
+    keys: KeyRing,
+    options: HttpOptions,
+) -> Router {
     let (routes, openapi) = routes();
     let guard = Guard {
-        keys: Arc::new(keys),
+        keys,
         roles: Arc::new(role_table(&openapi)),
     };
     let document = Arc::new(serde_json::to_string(&openapi).unwrap_or_else(|_| "{}".to_owned()));
     let state = AppState {
         manager,
+        load_registered_on_use: options.load_registered_on_use,
         document,
         limits: Limits {
             default_page_size: options
