@@ -182,6 +182,9 @@ pub struct MockSettings {
     /// How long a stop or start takes.
     #[serde(default, deserialize_with = "duration::optional")]
     pub transition: Option<Duration>,
+    /// How long every call takes to answer.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub latency: Option<Duration>,
     /// The provider's middleware.
     #[serde(default)]
     pub middleware: MiddlewareConfig,

@@ -81,6 +81,7 @@ enum ProviderSettings {
     Mock {
         instances: usize,
         transition: std::time::Duration,
+        latency: std::time::Duration,
     },
     Aws(Box<AwsOwned>),
     Gcp(GcpOwned),
@@ -125,10 +126,12 @@ impl From<&ProviderConfig> for ProviderSettings {
             ProviderConfig::Mock(MockSettings {
                 instances,
                 transition,
+                latency,
                 ..
             }) => ProviderSettings::Mock {
                 instances: *instances,
                 transition: transition.unwrap_or_default(),
+                latency: latency.unwrap_or_default(),
             },
             ProviderConfig::Aws(AwsSettings {
                 region,
@@ -204,15 +207,18 @@ impl Factory {
             ProviderSettings::Mock {
                 instances,
                 transition,
-            } => Arc::new(
-                snoozebot_testkit::MockProvider::builder()
+                latency,
+            } => {
+                let fleet = snoozebot_testkit::MockProvider::builder()
                     .name(&self.name)
                     .transition_time(*transition)
                     .fleet(*instances)
                     // A long-running server must not grow with its calls.
                     .record_calls(false)
-                    .build(),
-            ),
+                    .build();
+                fleet.set_latency(*latency);
+                Arc::new(fleet)
+            }
             ProviderSettings::Aws(aws) => Arc::new(self.aws(aws).await?),
             ProviderSettings::Gcp(gcp) => {
                 let mut builder = snoozebot_gcp::GcpProviderBuilder::new()

@@ -1152,3 +1152,62 @@ async fn requests_hyper_cannot_read_are_refused_with_problem_documents() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// `GET uri` on `router` with `key`: the status.
+async fn get_status(router: &axum::Router, uri: &str, key: &str) -> StatusCode {
+    let request = Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    router.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn keys_replaced_in_the_ring_take_effect_at_the_next_request() {
+    let manager = Arc::new(PluginManager::new());
+    let mut old = ApiKeys::new();
+    let old_key = old.generate(Role::Reader, "old");
+    let ring = snoozebot_rest::KeyRing::new(old);
+    let router = snoozebot_rest::router_with_keys(manager, ring.clone(), HttpOptions::default());
+    assert_eq!(
+        get_status(&router, "/api/plugins", &old_key).await,
+        StatusCode::OK
+    );
+    let mut new = ApiKeys::new();
+    let new_key = new.generate(Role::Reader, "new");
+    ring.replace(new);
+    assert_eq!(
+        get_status(&router, "/api/plugins", &new_key).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_status(&router, "/api/plugins", &old_key).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_registered_provider_loads_on_first_use_only_when_asked_to() {
+    for load_on_use in [false, true] {
+        let manager = Arc::new(PluginManager::new());
+        manager
+            .register("fleet", || async { Ok(MockProvider::fleet(2)) })
+            .unwrap();
+        let mut keys = ApiKeys::new();
+        let reader = keys.generate(Role::Reader, "reader");
+        let options = HttpOptions::default().with_load_registered_on_use(load_on_use);
+        let router = snoozebot_rest::router_with(Arc::clone(&manager), keys, options);
+        let status = get_status(&router, "/api/providers/fleet/instances", &reader).await;
+        if load_on_use {
+            assert_eq!(status, StatusCode::OK);
+            assert!(manager.get("fleet").is_ok(), "loaded by the request");
+        } else {
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert!(manager.get("fleet").is_err());
+        }
+        // An unknown name is never loaded, whatever the option.
+        let status = get_status(&router, "/api/providers/nope/instances", &reader).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,586 @@
+//! The `snoozebot` binary as an operator runs it: each command's output and exit code on the
+//! mock fleet, config mistakes with their line, `serve` answering, draining on SIGTERM and
+//! reloading keys on SIGHUP, and a plugin configured from the file against moto.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn snoozebot() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_snoozebot"));
+    // Nothing of the developer's own setup.
+    command
+        .env_remove("SNOOZEBOT_CONFIG")
+        .env_remove("SNOOZEBOT_API_KEYS")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// A directory with `snoozebot.toml` holding `config`.
+fn config_dir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("snoozebot.toml"), config).unwrap();
+    dir
+}
+
+/// Runs `snoozebot ARGS` in `dir` (which has its config file).
+fn run(dir: &Path, args: &[&str]) -> Output {
+    snoozebot().current_dir(dir).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const MOCK: &str = "[providers.fleet]\nkind = \"mock\"\ninstances = 8\n";
+
+#[test]
+fn config_check_says_ok_or_names_the_line_of_the_mistake() {
+    let dir = config_dir(MOCK);
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "snoozebot.toml: ok (1 provider: fleet (mock))\n"
+    );
+
+    let dir =
+        config_dir("[server]\nlisten = \"127.0.0.1:1\"\n\n[providers.fleet]\nkind = \"mokc\"\n");
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("snoozebot: snoozebot.toml:5: unknown variant `mokc`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line, no dump: {stderr}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = snoozebot()
+        .current_dir(empty.path())
+        .env("HOME", empty.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("no config file: give one with --config or SNOOZEBOT_CONFIG")
+    );
+
+    // --config and SNOOZEBOT_CONFIG find a file elsewhere.
+    let dir = config_dir(MOCK);
+    let file = dir.path().join("snoozebot.toml");
+    let out = snoozebot()
+        .current_dir(empty.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let out = snoozebot()
+        .current_dir(empty.path())
+        .env("SNOOZEBOT_CONFIG", &file)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn instances_list_filters_and_prints_tables_json_and_json_lines() {
+    let dir = config_dir(MOCK);
+    let out = run(dir.path(), &["instances", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.starts_with("ID         NAME       STATE    TYPE        ZONE\n"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 9);
+    assert_eq!(text(&out.stderr), "8 instances\n");
+
+    let out = run(
+        dir.path(),
+        &["instances", "list", "--tag", "snoozebot=idle", "-o", "json"],
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["mock-0000", "mock-0004"]);
+
+    let out = run(
+        dir.path(),
+        &["instances", "get", "mock-0003", "--output", "jsonl"],
+    );
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["state"], "running");
+    let out = run(dir.path(), &["instances", "get", "mock-9999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("mock-9999"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn stopping_by_tag_with_wait_stops_what_matches_and_says_so() {
+    let dir =
+        config_dir("[providers.fleet]\nkind = \"mock\"\ninstances = 8\ntransition = \"200ms\"\n");
+    let out = run(
+        dir.path(),
+        &["instances", "stop", "--tag", "snoozebot=idle", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ID         STATE               MODE  ERROR\n\
+         mock-0000  running -> stopped  stop\n\
+         mock-0004  running -> stopped  stop\n"
+    );
+    // Not a terminal: a line per settled instance, then the summary.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("mock-0000 stopped\n") && stderr.contains("mock-0004 stopped\n"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("stopped 2 of 2 instances\n"), "{stderr}");
+
+    let out = run(
+        dir.path(),
+        &[
+            "instances",
+            "stop",
+            "--tag",
+            "snoozebot=idle",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let changes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changes[0]["previous"], "running");
+    assert_eq!(changes[0]["current"], "running");
+    assert!(text(&out.stderr).ends_with("would change 2 of 2 instances\n"));
+}
+
+#[test]
+fn some_failures_exit_1_and_every_result_is_still_printed() {
+    let dir = config_dir(MOCK);
+    let out = run(
+        dir.path(),
+        &["instances", "stop", "mock-0001", "nope-1", "-o", "jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["current"], "stopped");
+    assert_eq!(lines[1]["error"]["kind"], "invalid_argument");
+    assert!(text(&out.stderr).ends_with("stopped 1 of 2 instances, 1 failed\n"));
+}
+
+#[test]
+fn usage_mistakes_exit_2_with_one_line() {
+    let two = "[providers.a]\nkind = \"mock\"\n[providers.b]\nkind = \"mock\"\n";
+    for (config, args, words) in [
+        (
+            MOCK,
+            &["instances", "stop"][..],
+            "name the instances to stop",
+        ),
+        (
+            MOCK,
+            &["instances", "stop", "mock-0001", "--tag", "a=b"][..],
+            "not both",
+        ),
+        (
+            MOCK,
+            &["instances", "list", "-p", "nope"][..],
+            "no provider \"nope\"",
+        ),
+        (
+            two,
+            &["instances", "list"][..],
+            "name the provider with --provider (configured: a, b)",
+        ),
+        (
+            MOCK,
+            &["instances", "list", "--tag", "novalue"][..],
+            "is not KEY=VALUE",
+        ),
+        (
+            MOCK,
+            &["instances", "stop", "--mode", "nap", "mock-0001"][..],
+            "invalid value 'nap'",
+        ),
+    ] {
+        let dir = config_dir(config);
+        let out = run(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(words),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["config", "check", "--help"],
+        &["instances", "list", "--help"],
+        &["instances", "get", "--help"],
+        &["instances", "stop", "--help"],
+        &["instances", "start", "--help"],
+        &["plugins", "list", "--help"],
+        &["plugins", "discover", "--help"],
+        &["plugins", "verify", "--help"],
+        &["keys", "generate", "--help"],
+        &["completions", "--help"],
+    ] {
+        let out = snoozebot().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stdout).contains("Examples:"),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = snoozebot().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("snoozebot__subcmd__instances__subcmd__stop"));
+}
+
+#[test]
+fn a_generated_key_is_shown_once_and_its_line_goes_in_the_keys_file() {
+    let out = snoozebot()
+        .args(["keys", "generate", "--role", "operator", "--label", "ci"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let line = text(&out.stdout);
+    let key = text(&out.stderr)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("sbk_"), "{key}");
+    assert!(
+        !line.contains(&key),
+        "the key itself is not in the file line"
+    );
+    let keys = snoozebot_rest::ApiKeys::parse(&line).unwrap();
+    assert_eq!(keys.role_of(&key), Some(snoozebot_rest::Role::Operator));
+}
+
+/// `snoozebot serve` in a process of its own; killed when dropped.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = snoozebot()
+            .current_dir(dir)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            base: String::new(),
+        };
+        let listening = server.wait_for("listening on ");
+        server.base = listening.split("listening on ").nth(1).unwrap().to_owned();
+        server
+    }
+
+    /// The next line of the server's stderr that contains `words` (at most 30 s away).
+    fn wait_for(&mut self, words: &str) -> String {
+        self.wait_for_all(&[words])
+    }
+
+    /// The next line of the server's stderr that contains each of `words`.
+    fn wait_for_all(&mut self, words: &[&str]) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if words.iter().all(|word| line.contains(word)) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("the server never said {words:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a keys file with a key of `role`; returns the key.
+fn add_key(dir: &Path, role: &str) -> String {
+    let out = snoozebot()
+        .args(["keys", "generate", "--role", role])
+        .output()
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("keys"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, &out.stdout).unwrap();
+    text(&out.stderr)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+// Multi-threaded: the test blocks on the server's output while a request is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_drains_on_sigterm_and_reloads_keys_on_sighup() {
+    let dir = config_dir(
+        "[server]\nlisten = \"127.0.0.1:0\"\nkeys_file = \"keys\"\n\n\
+         [log]\nlevel = \"info,tower_http=debug\"\n\n\
+         [providers.fleet]\nkind = \"mock\"\nlatency = \"500ms\"\n",
+    );
+    let admin = add_key(dir.path(), "admin");
+    let mut server = Server::start(dir.path());
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+    let listed = client
+        .get(format!("{base}/api/providers/fleet/instances?page_size=2"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    // A key added to the file works after SIGHUP, not before.
+    let reader = add_key(dir.path(), "reader");
+    let url = format!("{base}/api/providers/fleet/instances/mock-0001");
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for("API keys reloaded");
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // SIGTERM while a stop is in flight: it finishes, then the server exits 0.
+    let stop = tokio::spawn(
+        client
+            .post(format!(
+                "{base}/api/providers/fleet/instances/mock-0002/stop"
+            ))
+            .bearer_auth(&admin)
+            .send(),
+    );
+    // The server has the request (and not an earlier one's line).
+    server.wait_for_all(&["mock-0002/stop", "started processing request"]);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let answer = stop.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    let change: Value = answer.json().await.unwrap();
+    assert_eq!(change["current"], "stopped");
+    server.wait_for("stopped");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn serve_without_keys_refuses_to_start_and_says_how_to_make_one() {
+    let dir = config_dir(MOCK);
+    let out = run(dir.path(), &["serve"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("snoozebot keys generate --role admin"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The directory cargo put the workspace's binaries in (the plugins among them).
+fn binaries() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_snoozebot"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// moto's EC2 server, as the AWS crate's tests start it.
+#[path = "../../snoozebot-aws/tests/support/mod.rs"]
+mod moto;
+
+#[tokio::test]
+async fn a_configured_aws_plugin_gets_its_region_endpoint_and_keys_from_the_file() {
+    let plugin = binaries().join("snoozebot-plugin-aws");
+    assert!(
+        plugin.exists(),
+        "{} is missing: cargo build -p snoozebot-aws --features plugin (scripts/test builds it)",
+        plugin.display()
+    );
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let idle = moto.launch(client, 3, "idle-web", "idle").await;
+    moto.launch(client, 2, "busy-db", "busy").await;
+
+    let dir = config_dir(&format!(
+        r#"
+[plugins]
+dirs = ["{plugins}"]
+
+[providers.aws]
+kind = "plugin"
+env = {{ AWS_REGION = "us-east-1", AWS_ENDPOINT_URL = "{endpoint}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = {{ file = "aws-secret" }}, AWS_CONFIG_FILE = "/nonexistent", AWS_SHARED_CREDENTIALS_FILE = "/nonexistent" }}
+"#,
+        plugins = binaries().display(),
+        endpoint = moto.endpoint,
+    ));
+    std::fs::write(dir.path().join("aws-secret"), "testing\n").unwrap();
+    // Nothing of this process's AWS variables reaches the plugin: only the file's.
+    let out = snoozebot()
+        .current_dir(dir.path())
+        .env("AWS_REGION", "eu-north-1")
+        .args(["instances", "list", "--tag", "snoozebot=idle", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = idle.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(listed[0]["region"] == "us-east-1", "{listed}");
+
+    let out = run(
+        dir.path(),
+        &[
+            "instances",
+            "stop",
+            "--tag",
+            "snoozebot=idle",
+            "--wait",
+            "-o",
+            "jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+    assert!(
+        text(&out.stderr).ends_with("stopped 3 of 3 instances\n"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A pin the binary does not have: refused without running it, and said so.
+    let pinned = format!(
+        "{}sha256 = \"{}\"\n",
+        std::fs::read_to_string(dir.path().join("snoozebot.toml")).unwrap(),
+        "0".repeat(64)
+    );
+    std::fs::write(dir.path().join("snoozebot.toml"), pinned).unwrap();
+    let out = run(dir.path(), &["plugins", "verify", "aws"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not trusted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(dir.path(), &["instances", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not the pinned one"),
+        "{}",
+        text(&out.stderr)
+    );
+}
