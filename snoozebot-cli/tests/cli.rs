@@ -584,3 +584,50 @@ env = {{ AWS_REGION = "us-east-1", AWS_ENDPOINT_URL = "{endpoint}", AWS_ACCESS_K
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_readme_lines_run_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let block = readme
+        .split("<!-- cli-try -->\n```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("README.md has no `<!-- cli-try -->` text block");
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        binaries().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in block.lines() {
+        if let Some(install) = line.strip_prefix("cargo install ") {
+            // The binary under test stands in for the install.
+            assert_eq!(install, "--path snoozebot-cli");
+            continue;
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env_remove("SNOOZEBOT_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {}", text(&out.stderr));
+        if line.contains("stop --tag snoozebot=idle --wait") {
+            assert!(
+                text(&out.stderr).ends_with("stopped 2 of 2 instances\n"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+        if line.ends_with("config check") {
+            assert_eq!(
+                text(&out.stdout),
+                "snoozebot.toml: ok (1 provider: fleet (mock))\n"
+            );
+        }
+    }
+}
