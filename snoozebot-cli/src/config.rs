@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub listen: String,
     /// A file of `ROLE SHA256-HEX [LABEL]` lines (reloaded on SIGHUP).
     pub keys_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Load every provider at start (`start`, the default) or on first use (`lazy`).
     #[serde(default)]
     pub load: LoadAt,
@@ -69,6 +73,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             keys_file: None,
+            tls_cert: None,
+            tls_key: None,
             load: LoadAt::default(),
             request_timeout: None,
             max_concurrent_requests: None,
@@ -482,6 +488,13 @@ pub fn parse(path: PathBuf, text: String) -> Result<Loaded, ConfigError> {
 
 /// The checks the schema cannot make, each pointing at the provider it is about.
 fn check(loaded: &Loaded) -> Result<(), ConfigError> {
+    let server = &loaded.config.server;
+    if server.tls_cert.is_some() != server.tls_key.is_some() {
+        return Err(ConfigError(format!(
+            "{}: [server] tls_cert and tls_key go together",
+            loaded.path.display()
+        )));
+    }
     for (name, provider) in &loaded.config.providers {
         let at = || {
             format!(

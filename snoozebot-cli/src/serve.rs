@@ -90,6 +90,19 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
         serve_options = serve_options.with_idle_timeout(timeout);
     }
 
+    let scheme = match (&server.tls_cert, &server.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &PathBuf| {
+                crate::config::read_bounded(&crate::providers::resolve(&loaded, path))
+                    .map_err(|reason| Failure::new(Outcome::Config, reason))
+            };
+            let tls = snoozebot_rest::tls_config(read(cert)?.as_bytes(), read(key)?.as_bytes())
+                .map_err(|error| Failure::from_error("[server] tls_cert and tls_key", &error))?;
+            serve_options = serve_options.with_tls(tls);
+            "https"
+        }
+        _ => "http",
+    };
     let router = snoozebot_rest::router_with_keys(Arc::clone(&manager), ring.clone(), options)
         .merge(health_routes(Arc::clone(&manager), names, lazy));
     let address: std::net::SocketAddr = server.listen.parse().map_err(|_| {
@@ -115,9 +128,9 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
     let bound = listener
         .local_addr()
         .map_or_else(|_| address.to_string(), |a| a.to_string());
-    tracing::info!(address = %bound, "serving the Snoozebot REST API on http://{bound}/api");
+    tracing::info!(address = %bound, "serving the Snoozebot REST API on {scheme}://{bound}/api");
     // For scripts and tests: where it listens, once it does.
-    eprintln!("listening on http://{bound}");
+    eprintln!("listening on {scheme}://{bound}");
 
     let reload = tokio::spawn(reload_keys_on_sighup(ring, keys_file));
     let served = snoozebot_rest::serve_with(listener, router, serve_options, stop_signal()).await;

@@ -631,3 +631,63 @@ fn the_readme_lines_run_as_written() {
         }
     }
 }
+
+#[tokio::test]
+async fn serve_speaks_https_with_the_configured_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = config_dir(
+        "[server]\nlisten = \"127.0.0.1:0\"\nkeys_file = \"keys\"\n\
+         tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\n[providers.fleet]\nkind = \"mock\"\n",
+    );
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    add_key(dir.path(), "reader");
+    let server = Server::start(dir.path());
+    let address = server
+        .base
+        .strip_prefix("https://")
+        .expect(&server.base)
+        .to_owned();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    // Plain HTTP to the TLS port gets no answer.
+    let mut plain = tokio::net::TcpStream::connect(&address).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut bytes)).await;
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("200"),
+        "{bytes:?}"
+    );
+
+    let dir = config_dir("[server]\ntls_cert = \"cert.pem\"\n[providers.fleet]\nkind = \"mock\"\n");
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("tls_cert and tls_key go together"));
+}

@@ -50,6 +50,7 @@ mod auth;
 mod problem;
 mod refusals;
 mod serve;
+mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -72,6 +73,7 @@ use utoipa_axum::routes;
 pub use auth::{ApiKeys, KeyRing, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
 pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
+pub use tls::tls_config;
 
 use admission::{Admission, admit_and_time};
 use api::{AppState, Caller, Limits};

@@ -52,6 +52,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// How long a kept-alive connection may stay idle between requests (default 60 s).
     pub idle_timeout: Duration,
+    /// TLS for every connection (default none: plain HTTP); the handshake must complete within
+    /// `header_read_timeout`. See [`tls_config`](crate::tls_config).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -60,6 +63,7 @@ impl Default for ServeOptions {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -80,6 +84,12 @@ impl ServeOptions {
     /// Sets how long a connection may stay idle between requests.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Serves HTTPS with `config` (for instance from [`tls_config`](crate::tls_config)).
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -230,6 +240,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cap = options.connection_cap();
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let connections = Arc::new(Connections::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -273,15 +284,30 @@ pub async fn serve_with(
         let id = next_id;
         let close = Arc::new(Notify::new());
         connections.insert(id, Arc::clone(&close));
-        tasks.spawn(connection(
-            TokioIo::new(ProblemRefusals::new(stream)),
+        let served = Served {
             id,
-            router.clone(),
-            Arc::clone(&connections),
+            router: router.clone(),
+            connections: Arc::clone(&connections),
             close,
-            options.clone(),
-            stop_rx.clone(),
-        ));
+            options: options.clone(),
+            stop: stop_rx.clone(),
+        };
+        match &acceptor {
+            None => {
+                tasks.spawn(served.connection(stream));
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                let limit = options.header_read_timeout;
+                tasks.spawn(async move {
+                    match tokio::time::timeout(limit, handshake).await {
+                        Ok(Ok(stream)) => served.connection(stream).await,
+                        // A client that is not TLS, or too slow for it: closed.
+                        _ => served.connections.remove(served.id),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -289,60 +315,76 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// One connection, until it ends, is closed to make room, idles too long, or the server
-/// stops (then it finishes its request first).
-async fn connection(
-    io: TokioIo<ProblemRefusals<tokio::net::TcpStream>>,
+/// What a connection's task needs.
+struct Served {
     id: u64,
     router: Router,
     connections: Arc<Connections>,
     close: Arc<Notify>,
     options: ServeOptions,
-    mut stop: watch::Receiver<bool>,
-) {
-    let tracker = Arc::clone(&connections);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        tracker.begin(id);
-        let in_flight = InFlight {
-            connections: Arc::clone(&tracker),
+    stop: watch::Receiver<bool>,
+}
+
+impl Served {
+    /// One connection, until it ends, is closed to make room, idles too long, or the server
+    /// stops (then it finishes its request first).
+    async fn connection<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Served {
             id,
-        };
-        let router = router.clone();
-        async move {
-            let response = router.oneshot(request).await;
-            drop(in_flight);
-            response
-        }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .keep_alive(true);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    let mut stopping = false;
-    let idle_check = options
-        .idle_timeout
-        .min(Duration::from_secs(5))
-        .max(Duration::from_millis(100));
-    let mut ticker = tokio::time::interval(idle_check);
-    loop {
-        tokio::select! {
-            _ = conn.as_mut() => break,
-            () = close.notified() => break,
-            changed = stop.changed(), if !stopping => {
-                stopping = true;
-                if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+            router,
+            connections,
+            close,
+            options,
+            mut stop,
+        } = self;
+        let io = TokioIo::new(ProblemRefusals::new(stream));
+        let tracker = Arc::clone(&connections);
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            tracker.begin(id);
+            let in_flight = InFlight {
+                connections: Arc::clone(&tracker),
+                id,
+            };
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request).await;
+                drop(in_flight);
+                response
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .keep_alive(true);
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut stopping = false;
+        let idle_check = options
+            .idle_timeout
+            .min(Duration::from_secs(5))
+            .max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval(idle_check);
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => break,
+                () = close.notified() => break,
+                changed = stop.changed(), if !stopping => {
+                    stopping = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = ticker.tick() => {
+                    if connections.idle_for(id).is_some_and(|idle| idle >= options.idle_timeout) {
+                        break;
+                    }
                 }
             }
-            _ = ticker.tick() => {
-                if connections.idle_for(id).is_some_and(|idle| idle >= options.idle_timeout) {
-                    break;
-                }
-            }
         }
+        connections.remove(id);
     }
-    connections.remove(id);
 }
