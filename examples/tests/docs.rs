@@ -3,7 +3,7 @@
 //!   (indentation aside) in that file; other Rust blocks are compiled as doc tests
 //!   (`examples/src/lib.rs` includes each page);
 //! - `sh` blocks are run verbatim — only docs/rest-api.md has them, run by
-//!   `examples/tests/rest_docs.rs`; commands shown in `text` blocks (`cargo run`, `cargo bench`,
+//!   `snoozebot-cli/tests/rest_docs.rs`; commands shown in `text` blocks (`cargo run`, `cargo bench`,
 //!   `cargo build`) name packages, features, examples, benches and binaries that exist.
 #![allow(clippy::unwrap_used)]
 
@@ -104,7 +104,7 @@ fn shell_blocks_are_only_where_a_test_runs_them() {
                 assert!(
                     page == "rest-api.md" || page == "../README.md",
                     "{page}: a `{info}` block outside docs/rest-api.md, whose blocks \
-                     examples/tests/rest_docs.rs runs; show it as `text`, or run it:\n{body}"
+                     snoozebot-cli/tests/rest_docs.rs runs; show it as `text`, or run it:\n{body}"
                 );
             }
         }

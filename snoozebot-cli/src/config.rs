@@ -227,7 +227,8 @@ pub struct AwsSettings {
 pub struct GcpSettings {
     /// The project.
     pub project: String,
-    /// The zones instances are looked for in.
+    /// The zones instances are looked for in (default: every zone of the project).
+    #[serde(default)]
     pub zones: Vec<String>,
     /// Another endpoint (a fake, a private endpoint).
     pub endpoint: Option<String>,
@@ -251,6 +252,9 @@ pub struct AzureSettings {
     pub endpoint: Option<String>,
     /// A fixed bearer token (for a local fake; else the Azure credential chain).
     pub token: Option<Secret>,
+    /// How often a long-running ARM operation is polled when following it.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub poll_interval: Option<Duration>,
     /// The provider's middleware.
     #[serde(default)]
     pub middleware: MiddlewareConfig,

@@ -109,6 +109,7 @@ struct AzureOwned {
     resource_group: Option<String>,
     endpoint: Option<String>,
     token: Option<crate::config::Secret>,
+    poll_interval: Option<std::time::Duration>,
 }
 
 struct PluginOwned {
@@ -165,12 +166,14 @@ impl From<&ProviderConfig> for ProviderSettings {
                 resource_group,
                 endpoint,
                 token,
+                poll_interval,
                 ..
             }) => ProviderSettings::Azure(AzureOwned {
                 subscription: subscription.clone(),
                 resource_group: resource_group.clone(),
                 endpoint: endpoint.clone(),
                 token: token.clone(),
+                poll_interval: *poll_interval,
             }),
             ProviderConfig::Plugin(PluginSettings {
                 env,
@@ -221,9 +224,10 @@ impl Factory {
             }
             ProviderSettings::Aws(aws) => Arc::new(self.aws(aws).await?),
             ProviderSettings::Gcp(gcp) => {
-                let mut builder = snoozebot_gcp::GcpProviderBuilder::new()
-                    .project(&gcp.project)
-                    .zones(gcp.zones.iter().cloned());
+                let mut builder = snoozebot_gcp::GcpProviderBuilder::new().project(&gcp.project);
+                if !gcp.zones.is_empty() {
+                    builder = builder.zones(gcp.zones.iter().cloned());
+                }
                 if let Some(endpoint) = &gcp.endpoint {
                     builder = builder.endpoint(endpoint);
                 }
@@ -243,6 +247,9 @@ impl Factory {
                 }
                 if let Some(token) = &azure.token {
                     builder = builder.static_token(self.secret("token", token)?);
+                }
+                if let Some(interval) = azure.poll_interval {
+                    builder = builder.poll_interval(interval);
                 }
                 Arc::new(builder.build()?)
             }

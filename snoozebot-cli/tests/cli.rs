@@ -3,39 +3,14 @@
 //! reloading keys on SIGHUP, and a plugin configured from the file against moto.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-
-fn snoozebot() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_snoozebot"));
-    // Nothing of the developer's own setup.
-    command
-        .env_remove("SNOOZEBOT_CONFIG")
-        .env_remove("SNOOZEBOT_API_KEYS")
-        .env_remove("RUST_LOG");
-    command
-}
-
-/// A directory with `snoozebot.toml` holding `config`.
-fn config_dir(config: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("snoozebot.toml"), config).unwrap();
-    dir
-}
-
-/// Runs `snoozebot ARGS` in `dir` (which has its config file).
-fn run(dir: &Path, args: &[&str]) -> Output {
-    snoozebot().current_dir(dir).args(args).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{Server, add_key, binaries, config_dir, run, snoozebot, text};
 
 const MOCK: &str = "[providers.fleet]\nkind = \"mock\"\ninstances = 8\n";
 
@@ -301,89 +276,6 @@ fn a_generated_key_is_shown_once_and_its_line_goes_in_the_keys_file() {
     assert_eq!(keys.role_of(&key), Some(snoozebot_rest::Role::Operator));
 }
 
-/// `snoozebot serve` in a process of its own; killed when dropped.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = snoozebot()
-            .current_dir(dir)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            lines,
-            base: String::new(),
-        };
-        let listening = server.wait_for("listening on ");
-        server.base = listening.split("listening on ").nth(1).unwrap().to_owned();
-        server
-    }
-
-    /// The next line of the server's stderr that contains `words` (at most 30 s away).
-    fn wait_for(&mut self, words: &str) -> String {
-        self.wait_for_all(&[words])
-    }
-
-    /// The next line of the server's stderr that contains each of `words`.
-    fn wait_for_all(&mut self, words: &[&str]) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if words.iter().all(|word| line.contains(word)) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the server never said {words:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Writes a keys file with a key of `role`; returns the key.
-fn add_key(dir: &Path, role: &str) -> String {
-    let out = snoozebot()
-        .args(["keys", "generate", "--role", role])
-        .output()
-        .unwrap();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("keys"))
-        .unwrap();
-    std::io::Write::write_all(&mut file, &out.stdout).unwrap();
-    text(&out.stderr)
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 // Multi-threaded: the test blocks on the server's output while a request is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_drains_on_sigterm_and_reloads_keys_on_sighup() {
@@ -480,14 +372,6 @@ fn serve_without_keys_refuses_to_start_and_says_how_to_make_one() {
         "{}",
         text(&out.stderr)
     );
-}
-
-/// The directory cargo put the workspace's binaries in (the plugins among them).
-fn binaries() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_snoozebot"))
-        .parent()
-        .unwrap()
-        .to_owned()
 }
 
 /// moto's EC2 server, as the AWS crate's tests start it.
@@ -690,4 +574,107 @@ async fn serve_speaks_https_with_the_configured_certificate() {
     let out = run(dir.path(), &["config", "check"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("tls_cert and tls_key go together"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_and_azure_providers_configured_in_the_file_stop_against_the_fakes() {
+    const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000aa";
+    let gce = snoozebot_testkit::gce::FakeGce::start().await;
+    gce.add_instance(
+        "demo",
+        "us-central1-a",
+        "web-1",
+        "RUNNING",
+        &[("snoozebot", "idle")],
+    );
+    gce.add_instance(
+        "demo",
+        "us-central1-a",
+        "web-2",
+        "RUNNING",
+        &[("snoozebot", "busy")],
+    );
+    let arm = snoozebot_testkit::arm::FakeArm::start().await;
+    arm.add_vm(
+        SUBSCRIPTION,
+        "web",
+        "vm-1",
+        "running",
+        &[("snoozebot", "idle")],
+    );
+    arm.add_vm(
+        SUBSCRIPTION,
+        "web",
+        "vm-2",
+        "running",
+        &[("snoozebot", "busy")],
+    );
+    let dir = config_dir(&format!(
+        r#"
+[providers.gce]
+kind = "gcp"
+project = "demo"
+zones = ["us-central1-a"]
+endpoint = "{gce}"
+anonymous = true
+
+[providers.azure]
+kind = "azure"
+subscription = "{SUBSCRIPTION}"
+endpoint = "{arm}"
+token = {{ env = "FAKE_ARM_TOKEN" }}
+poll_interval = "50ms"
+"#,
+        gce = gce.endpoint(),
+        arm = arm.endpoint(),
+    ));
+    for (provider, mode) in [("gce", "stop"), ("azure", "deallocate")] {
+        let path = dir.path().to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            snoozebot()
+                .current_dir(path)
+                .env("FAKE_ARM_TOKEN", "fake-token")
+                .args([
+                    "instances",
+                    "stop",
+                    "-p",
+                    provider,
+                    "--tag",
+                    "snoozebot=idle",
+                    "--wait",
+                    "-o",
+                    "json",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{provider}: {}",
+            text(&out.stderr)
+        );
+        let changes: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let changes = changes.as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{provider}: {changes:?}");
+        assert_eq!(changes[0]["previous"], "running", "{provider}");
+        assert_eq!(changes[0]["current"], "stopped", "{provider}");
+        assert_eq!(changes[0]["settled"], true, "{provider}");
+        assert_eq!(changes[0]["mode"], mode, "{provider}");
+        assert!(
+            text(&out.stderr).ends_with("stopped 1 of 1 instance\n"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // The token came from the environment named in the file.
+    let out = run(dir.path(), &["instances", "list", "-p", "azure"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("FAKE_ARM_TOKEN is not set"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -1,12 +1,14 @@
-//! Runs every `sh` block of docs/rest-api.md, as written, against the example REST server:
-//! `$SNOOZEBOT` is its address, `$KEY` its admin key. A block must exit 0 (its `curl`s use
-//! `--fail-with-body`); a block headed `# expect: NNN` must print an HTTP status line with NNN.
-#![cfg(feature = "http")]
+//! Runs every `sh` block of docs/rest-api.md, as written, against `snoozebot serve` with the
+//! config the guide shows: `$SNOOZEBOT` is its address, `$KEY` an admin key. A block must exit 0
+//! (its `curl`s use `--fail-with-body`); a block headed `# expect: NNN` must print an HTTP status
+//! line with NNN.
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::process::Command;
 
-use snoozebot_rest::ApiKeys;
+use support::{Server, add_key, config_dir};
 
 fn shell_blocks(markdown: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -32,13 +34,13 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
             "curl is missing; install it with: sudo apt-get install -y curl (scripts/test does)"
         );
     }
-    let server = snoozebot_examples::rest::build(None, ApiKeys::new())
-        .await
-        .unwrap();
-    let loopback = snoozebot_examples::rest::Loopback::start(server.router)
-        .await
-        .unwrap();
-    let base = loopback.base.clone();
+    let dir = config_dir(
+        "[server]\nlisten = \"127.0.0.1:0\"\nkeys_file = \"keys\"\n\n\
+         [providers.mock]\nkind = \"mock\"\ninstances = 20\n",
+    );
+    let admin = add_key(dir.path(), "admin");
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
 
     let guide =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rest-api.md"))
@@ -46,7 +48,7 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     let blocks = shell_blocks(&guide);
     assert!(blocks.len() >= 12, "only {} sh blocks found", blocks.len());
     for block in blocks {
-        let key = server.admin_key.clone();
+        let key = admin.clone();
         let base = base.clone();
         let script = block.clone();
         let output = tokio::task::spawn_blocking(move || {
@@ -77,6 +79,5 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
             );
         }
     }
-    loopback.stop().await.unwrap();
-    server.manager.shutdown().await;
+    drop(server);
 }

@@ -1,0 +1,127 @@
+//! What the behaviour tests of the `snoozebot` binary share: running it in a directory with a
+//! config file, and `snoozebot serve` as a process of its own.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn snoozebot() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_snoozebot"));
+    // Nothing of the developer's own setup.
+    command
+        .env_remove("SNOOZEBOT_CONFIG")
+        .env_remove("SNOOZEBOT_API_KEYS")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// A directory with `snoozebot.toml` holding `config`.
+pub fn config_dir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("snoozebot.toml"), config).unwrap();
+    dir
+}
+
+/// Runs `snoozebot ARGS` in `dir` (which has its config file).
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    snoozebot().current_dir(dir).args(args).output().unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `snoozebot serve` in a process of its own; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    /// `http://ADDRESS` (or `https://`).
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Server {
+        let mut child = snoozebot()
+            .current_dir(dir)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            base: String::new(),
+        };
+        let listening = server.wait_for("listening on ");
+        server.base = listening.split("listening on ").nth(1).unwrap().to_owned();
+        server
+    }
+
+    /// The next line of the server's stderr that contains `words` (at most 30 s away).
+    pub fn wait_for(&mut self, words: &str) -> String {
+        self.wait_for_all(&[words])
+    }
+
+    /// The next line of the server's stderr that contains each of `words`.
+    pub fn wait_for_all(&mut self, words: &[&str]) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if words.iter().all(|word| line.contains(word)) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("the server never said {words:?}"),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a keys file with a key of `role`; returns the key.
+pub fn add_key(dir: &Path, role: &str) -> String {
+    let out = snoozebot()
+        .args(["keys", "generate", "--role", role])
+        .output()
+        .unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("keys"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, &out.stdout).unwrap();
+    text(&out.stderr)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The directory cargo put the workspace's binaries in (the plugins among them).
+pub fn binaries() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_snoozebot"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
