@@ -54,12 +54,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Instances(command) => {
             let loaded = config::load(cli.config.as_deref())?;
-            init_logging(&loaded, "warn");
+            init_command_logging(&loaded, cli.verbose);
             instances(&loaded, command).await
         }
         Command::Plugins(command) => {
             let loaded = config::load(cli.config.as_deref())?;
-            init_logging(&loaded, "warn");
+            init_command_logging(&loaded, cli.verbose);
             crate::serve::plugins(&loaded, command).await
         }
     }
@@ -67,11 +67,19 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
 
 /// Logs to stderr as the `[log]` table says (`RUST_LOG` first), `default_level` otherwise.
 pub fn init_logging(loaded: &Loaded, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            loaded.config.log.level.as_deref().unwrap_or(default_level),
-        )
-    });
+    let level = loaded.config.log.level.as_deref().unwrap_or(default_level);
+    init_logging_at(loaded, level);
+}
+
+/// A one-shot command's logging: only errors (its failure is said once, in its own words),
+/// warnings too with `-v`; `RUST_LOG` first. `[log] level` is the server's.
+fn init_command_logging(loaded: &Loaded, verbose: bool) {
+    init_logging_at(loaded, if verbose { "warn" } else { "error" });
+}
+
+fn init_logging_at(loaded: &Loaded, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -156,7 +164,6 @@ fn list_or_none(names: &[&String]) -> String {
 struct Session {
     manager: Arc<PluginManager>,
     provider: Arc<dyn CloudProvider>,
-    name: String,
 }
 
 impl Session {
@@ -174,11 +181,7 @@ impl Session {
                 ));
             }
         };
-        Ok(Session {
-            manager,
-            provider,
-            name,
-        })
+        Ok(Session { manager, provider })
     }
 
     async fn close(self) {
@@ -198,11 +201,9 @@ async fn instances(loaded: &Loaded, command: InstancesCommand) -> Result<Outcome
                 .provider
                 .list_instances(&instance_filter(&filter))
                 .await;
-            let name = session.name.clone();
             session.close().await;
-            let instances = listed.map_err(|error| {
-                Failure::from_error(&format!("{name}: cannot list instances"), &error)
-            })?;
+            let instances =
+                listed.map_err(|error| Failure::from_error("cannot list instances", &error))?;
             output::instances(&instances, output.output);
             if output.output == Output::Table {
                 eprintln!("{} instance{}", instances.len(), plural(instances.len()));
@@ -213,10 +214,9 @@ async fn instances(loaded: &Loaded, command: InstancesCommand) -> Result<Outcome
             let id = instance_id(&id)?;
             let session = Session::open(loaded, &target).await?;
             let found = session.provider.get_instance(&id).await;
-            let name = session.name.clone();
             session.close().await;
             let instance =
-                found.map_err(|error| Failure::from_error(&format!("{name}: {id}"), &error))?;
+                found.map_err(|error| Failure::from_error(&format!("cannot get {id}"), &error))?;
             output::instances(std::slice::from_ref(&instance), output.output);
             Ok(Outcome::Done)
         }
@@ -309,9 +309,7 @@ async fn change(
             .provider
             .list_instances(&selection)
             .await
-            .map_err(|error| {
-                Failure::from_error(&format!("{}: cannot list instances", session.name), &error)
-            })?
+            .map_err(|error| Failure::from_error("cannot list instances", &error))?
             .into_iter()
             .map(|instance| instance.id)
             .collect()

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use sha2::Digest;
 use support::{Server, add_key, binaries, config_dir, run, snoozebot, text};
 
 const MOCK: &str = "[providers.fleet]\nkind = \"mock\"\ninstances = 8\n";
@@ -674,6 +675,82 @@ poll_interval = "50ms"
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("FAKE_ARM_TOKEN is not set"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plugins_are_listed_discovered_and_verified_without_running_them() {
+    let plugin = binaries().join("snoozebot-plugin-mock");
+    assert!(
+        plugin.exists(),
+        "{} is missing: cargo build -p snoozebot-testkit --features plugin (scripts/test builds it)",
+        plugin.display()
+    );
+    let digest = sha2::Sha256::digest(std::fs::read(&plugin).unwrap());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let dir = config_dir(&format!(
+        "[plugins]\ndirs = [\"{}\"]\n\n[providers.mock]\nkind = \"plugin\"\nsha256 = \"{hex}\"\n",
+        binaries().display()
+    ));
+    let out = run(dir.path(), &["plugins", "list", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "mock");
+    assert_eq!(listed[0]["trust"], "sha256 pin");
+    assert_eq!(listed[0]["verdict"], "ok");
+    assert_eq!(listed[0]["path"], plugin.display().to_string());
+
+    let out = run(dir.path(), &["plugins", "discover", "-o", "jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let found: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mock = found.iter().find(|entry| entry["name"] == "mock").unwrap();
+    assert_eq!(mock["configured"], true);
+    assert!(mock["problem"].is_null());
+    assert!(
+        found
+            .iter()
+            .any(|entry| entry["name"] == "aws" && entry["configured"] == false)
+    );
+
+    let out = run(dir.path(), &["plugins", "verify", "mock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("passes its trust policy (sha256 pin)"));
+    let out = run(dir.path(), &["plugins", "verify", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_cloud_that_cannot_be_reached_exits_4_and_says_so_in_one_line() {
+    // Port 9 on loopback: nothing listens, the connection is refused at once.
+    let dir = config_dir(
+        "[providers.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:9\"\n\
+         access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
+         [providers.aws.middleware]\nretry_attempts = 1\n",
+    );
+    let out = run(dir.path(), &["instances", "list"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("snoozebot: cannot list instances: aws: unavailable: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        2,
+        "the line and the -v hint: {stderr}"
+    );
+    assert!(
+        stderr.contains("is the cloud (or its endpoint) reachable?"),
+        "{stderr}"
+    );
+    let out = run(dir.path(), &["-v", "instances", "list"]);
+    assert!(
+        text(&out.stderr).contains("caused by: "),
         "{}",
         text(&out.stderr)
     );
