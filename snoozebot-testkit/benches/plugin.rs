@@ -1,24 +1,27 @@
-//! What a plugin costs: call latency through the plugin transport (p50/p99, with and without
-//! AutoMTLS, host on a current-thread and on a multi-thread runtime), cold load time (spawn →
-//! first answered call), the idle plugin's RSS, and the floor: a raw 64-byte ping-pong between
-//! two processes over a unix socket.
+//! What a plugin call costs, measured side by side: every setup runs in rounds, interleaved
+//! (A, B, C, …, then the next round in a rotated order), and each setup's median of the rounds'
+//! p50 and p99 is reported with the floor measured the same way in the same run, the machine's
+//! load average before and after, and per call the context switches and read/write system
+//! calls of the host and of the plugin (`/proc/PID/status`, `/proc/PID/io`), so a scheduling
+//! regression shows even on a noisy machine.
 //!
 //! ```text
 //! cargo bench -p snoozebot-testkit --features plugin --bench plugin
-//! SNOOZEBOT_BENCH_CALLS=5000 cargo bench -p snoozebot-testkit --features plugin --bench plugin
+//! SNOOZEBOT_BENCH_CALLS=2500 SNOOZEBOT_BENCH_ROUNDS=8 cargo bench -p snoozebot-testkit --features plugin --bench plugin
 //! ```
 //!
-//! The go-plugin baseline runs in the same process tree, alternating with ours: HashiCorp
-//! go-plugin's own Go host with a Go plugin, and the Go host with our Rust plugin (the Go
-//! programs of `tests/go/src`, built from Debian's go-plugin 1.0.1; `scripts/test` installs it).
-//!
-//! Goals (issue "Out-of-process plugins"): p50 at least 4x below go-plugin's and within 2x of
-//! the raw round trip; cold load ≤ 5 ms plain, ≤ 10 ms with AutoMTLS; idle RSS ≤ 15 MiB.
+//! Setups: the floor (a raw 64-byte ping-pong over a unix socket, blocking std); HashiCorp
+//! go-plugin's own Go host with a Go plugin (the Go programs of `tests/go/src`, built from
+//! Debian's go-plugin 1.0.1; `scripts/test` installs it); our host with our plugin from a
+//! current-thread runtime, from a multi-thread runtime's `block_on` (what `#[tokio::main]` runs
+//! `main` on), and spawned on a multi-thread worker; and 8 concurrent callers on each runtime
+//! and through go-plugin. Then cold loads (spawn → first answer) and the idle plugin's RSS.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snoozebot_core::{CloudProvider, InstanceId};
@@ -28,16 +31,17 @@ use snoozebot_plugin::{PluginClient, PluginConfig};
 mod go;
 
 const ECHO_ENV: &str = "SNOOZEBOT_BENCH_ECHO_SOCKET";
+const CONCURRENT_CALLERS: usize = 8;
 
 fn mock_plugin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
 }
 
-fn calls() -> usize {
-    std::env::var("SNOOZEBOT_BENCH_CALLS")
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000)
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -45,18 +49,88 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
-fn report(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let total: Duration = samples.iter().sum();
-    println!(
-        "{label:<44} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>8.0} calls/s",
-        percentile(&samples, 0.50).as_secs_f64() * 1e6,
-        percentile(&samples, 0.99).as_secs_f64() * 1e6,
-        samples.len() as f64 / total.as_secs_f64()
-    );
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The child side of the floor measurement: echo 64-byte messages until the peer hangs up.
+/// Context switches (voluntary + involuntary) and read/write system calls of a process so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    switches: u64,
+    syscalls: u64,
+}
+
+fn counters(pid: u32) -> Counters {
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // A process's status counts the switches of its main thread only: add up its threads.
+    let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .map(|task| {
+                    let status =
+                        std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                    field(&status, "voluntary_ctxt_switches:")
+                        + field(&status, "nonvoluntary_ctxt_switches:")
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    // The I/O counters are the whole process's.
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    Counters {
+        switches,
+        syscalls: field(&io, "syscr:") + field(&io, "syscw:"),
+    }
+}
+
+/// One round of one setup: latencies (sequential setups), throughput, and per-call counters.
+#[derive(Debug, Default)]
+struct Round {
+    p50_us: f64,
+    p99_us: f64,
+    calls_per_s: f64,
+    host_switches: f64,
+    host_syscalls: f64,
+    plugin_switches: f64,
+    plugin_syscalls: f64,
+}
+
+impl Round {
+    fn from_samples(mut samples: Vec<Duration>, elapsed: Duration) -> Round {
+        samples.sort();
+        Round {
+            p50_us: percentile(&samples, 0.50).as_secs_f64() * 1e6,
+            p99_us: percentile(&samples, 0.99).as_secs_f64() * 1e6,
+            calls_per_s: samples.len() as f64 / elapsed.as_secs_f64(),
+            ..Round::default()
+        }
+    }
+
+    fn count(
+        &mut self,
+        calls: usize,
+        host: (Counters, Counters),
+        plugin: Option<(Counters, Counters)>,
+    ) {
+        let per_call =
+            |before: u64, after: u64| (after.saturating_sub(before)) as f64 / calls as f64;
+        self.host_switches = per_call(host.0.switches, host.1.switches);
+        self.host_syscalls = per_call(host.0.syscalls, host.1.syscalls);
+        if let Some((before, after)) = plugin {
+            self.plugin_switches = per_call(before.switches, after.switches);
+            self.plugin_syscalls = per_call(before.syscalls, after.syscalls);
+        }
+    }
+}
+
+/// The child side of the floor: echo 64-byte messages until the peer hangs up.
 fn echo_server(path: &str) {
     let listener = UnixListener::bind(path).unwrap();
     let (mut stream, _) = listener.accept().unwrap();
@@ -68,51 +142,185 @@ fn echo_server(path: &str) {
     }
 }
 
-fn raw_round_trip_floor(calls: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("echo.sock");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(ECHO_ENV, &path)
-        .spawn()
-        .unwrap();
-    let mut stream = loop {
-        match UnixStream::connect(&path) {
-            Ok(stream) => break stream,
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-    };
-    let message = [7u8; 64];
-    let mut buffer = [0u8; 64];
-    let mut samples = Vec::with_capacity(calls);
-    for round in 0..calls + 1000 {
-        let started = Instant::now();
-        stream.write_all(&message).unwrap();
-        stream.read_exact(&mut buffer).unwrap();
-        if round >= 1000 {
-            samples.push(started.elapsed());
-        }
-    }
-    drop(stream);
-    child.wait().unwrap();
-    report("raw 64-byte unix socket ping-pong (floor)", samples);
+/// The floor: a persistent echo process over a unix socket.
+struct Floor {
+    child: std::process::Child,
+    stream: UnixStream,
+    _dir: tempfile::TempDir,
 }
 
-async fn warm_calls(label: &str, config: PluginConfig, calls: usize) {
-    let client = PluginClient::launch("mock", mock_plugin(), config)
-        .await
-        .unwrap();
-    let id = InstanceId::new("mock-0001").unwrap();
-    for _ in 0..1000 {
-        client.get_instance(&id).await.unwrap();
+impl Floor {
+    fn start() -> Floor {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo.sock");
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(ECHO_ENV, &path)
+            .spawn()
+            .unwrap();
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(stream) => break stream,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        Floor {
+            child,
+            stream,
+            _dir: dir,
+        }
     }
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
+
+    fn round(&mut self, calls: usize) -> Round {
+        let message = [7u8; 64];
+        let mut buffer = [0u8; 64];
+        for _ in 0..200 {
+            self.stream.write_all(&message).unwrap();
+            self.stream.read_exact(&mut buffer).unwrap();
+        }
+        let host = counters(std::process::id());
+        let peer = counters(self.child.id());
+        let mut samples = Vec::with_capacity(calls);
         let started = Instant::now();
-        client.get_instance(&id).await.unwrap();
-        samples.push(started.elapsed());
+        for _ in 0..calls {
+            let call = Instant::now();
+            self.stream.write_all(&message).unwrap();
+            self.stream.read_exact(&mut buffer).unwrap();
+            samples.push(call.elapsed());
+        }
+        let mut round = Round::from_samples(samples, started.elapsed());
+        round.count(
+            calls,
+            (host, counters(std::process::id())),
+            Some((peer, counters(self.child.id()))),
+        );
+        round
     }
-    report(label, samples);
-    client.shutdown().await;
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the Go host in bench mode for one round (it launches its plugin, warms up with 1000
+/// calls, then measures) and reads its numbers.
+fn go_round(calls: usize, concurrency: usize) -> Round {
+    let programs = go::go_programs();
+    let output = std::process::Command::new(&programs.host)
+        .arg(&programs.plugin)
+        .env("BENCH_CALLS", calls.to_string())
+        .env("BENCH_COLD", "0")
+        .env("BENCH_ID", "go-0001")
+        .env("BENCH_CONCURRENCY", concurrency.to_string())
+        .env("AUTO_MTLS", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Go bench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |line: &str, name: &str| -> f64 {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(line))
+            .flat_map(str::split_whitespace)
+            .find_map(|word| word.strip_prefix(name)?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Round {
+        p50_us: field("bench calls", "p50_us="),
+        p99_us: field("bench calls", "p99_us="),
+        calls_per_s: if concurrency > 1 {
+            field("bench concurrent", "calls_per_s=")
+        } else {
+            field("bench calls", "calls_per_s=")
+        },
+        ..Round::default()
+    }
+}
+
+/// Sequential calls on `client` from the current task.
+async fn sequential(client: &PluginClient, calls: usize) -> Round {
+    let id = InstanceId::new("mock-0001").unwrap();
+    for _ in 0..200 {
+        client.get_instance(&id).await.unwrap();
+    }
+    let plugin = client.pid().unwrap();
+    let (host_before, plugin_before) = (counters(std::process::id()), counters(plugin));
+    let mut samples = Vec::with_capacity(calls);
+    let started = Instant::now();
+    for _ in 0..calls {
+        let call = Instant::now();
+        client.get_instance(&id).await.unwrap();
+        samples.push(call.elapsed());
+    }
+    let mut round = Round::from_samples(samples, started.elapsed());
+    round.count(
+        calls,
+        (host_before, counters(std::process::id())),
+        Some((plugin_before, counters(plugin))),
+    );
+    round
+}
+
+/// `CONCURRENT_CALLERS` tasks calling at once, `calls` in all: throughput.
+async fn concurrent(client: &Arc<PluginClient>, calls: usize) -> Round {
+    let per_caller = calls / CONCURRENT_CALLERS;
+    let plugin = client.pid().unwrap();
+    let (host_before, plugin_before) = (counters(std::process::id()), counters(plugin));
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CONCURRENT_CALLERS)
+        .map(|_| {
+            let client = Arc::clone(client);
+            tokio::spawn(async move {
+                let id = InstanceId::new("mock-0001").unwrap();
+                for _ in 0..per_caller {
+                    client.get_instance(&id).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = per_caller * CONCURRENT_CALLERS;
+    let mut round = Round {
+        calls_per_s: total as f64 / elapsed.as_secs_f64(),
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        ..Round::default()
+    };
+    round.count(
+        total,
+        (host_before, counters(std::process::id())),
+        Some((plugin_before, counters(plugin))),
+    );
+    round
+}
+
+const SETUPS: [&str; 8] = [
+    "floor: raw 64-byte unix ping-pong, blocking std",
+    "go-plugin 1.0.1: Go host + Go plugin",
+    "ours: current-thread caller",
+    "ours: #[tokio::main] caller (multi-thread block_on)",
+    "ours: caller spawned on a multi-thread worker",
+    "go-plugin: 8 concurrent callers",
+    "ours: 8 concurrent callers, current-thread",
+    "ours: 8 concurrent callers, multi-thread",
+];
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn cold_loads(label: &str, config: PluginConfig) {
@@ -129,7 +337,7 @@ async fn cold_loads(label: &str, config: PluginConfig) {
     }
     samples.sort();
     println!(
-        "{label:<44} median {:>6.2} ms   min {:>6.2} ms   max {:>6.2} ms",
+        "{label:<52} median {:>6.2} ms   min {:>6.2} ms   max {:>6.2} ms",
         percentile(&samples, 0.5).as_secs_f64() * 1e3,
         samples[0].as_secs_f64() * 1e3,
         samples[samples.len() - 1].as_secs_f64() * 1e3
@@ -152,43 +360,11 @@ async fn idle_rss(config: PluginConfig) {
         .find(|line| line.starts_with("VmRSS:"))
         .unwrap_or("VmRSS: unknown");
     println!(
-        "{:<44} {}",
+        "{:<52} {}",
         "idle plugin RSS (8 instances, AutoMTLS)",
         rss.trim_start_matches("VmRSS:").trim()
     );
     client.shutdown().await;
-}
-
-/// Runs the Go host in bench mode against `plugin` and prints its numbers.
-fn go_baseline(label: &str, plugin: &Path, id: &str, auto_mtls: bool, calls: usize) {
-    let programs = go::go_programs();
-    let output = std::process::Command::new(&programs.host)
-        .arg(plugin)
-        .env("BENCH_CALLS", calls.to_string())
-        .env("BENCH_COLD", "20")
-        .env("BENCH_ID", id)
-        .env("AUTO_MTLS", if auto_mtls { "1" } else { "0" })
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "Go bench failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let field = |name: &str| -> f64 {
-        stdout
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix(name)?.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    println!(
-        "{label:<44} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>8.0} calls/s   cold {:>6.2} ms",
-        field("p50_us="),
-        field("p99_us="),
-        field("calls_per_s="),
-        field("median_ms=")
-    );
 }
 
 fn main() {
@@ -196,81 +372,104 @@ fn main() {
         echo_server(&path);
         return;
     }
-    let calls = calls();
-    println!("plugin transport, {calls} sequential get_instance calls after 1000 warm-up calls\n");
-    raw_round_trip_floor(calls);
-
-    let go_plugin = go::go_programs().plugin.clone();
-    go_baseline(
-        "go-plugin: Go host + Go plugin, plain",
-        &go_plugin,
-        "go-0001",
-        false,
-        calls,
+    let calls = env_number("SNOOZEBOT_BENCH_CALLS", 2500);
+    let rounds = env_number("SNOOZEBOT_BENCH_ROUNDS", 8);
+    println!(
+        "plugin calls: {rounds} interleaved rounds of {calls} get_instance calls per setup (rotating order), \
+         medians across rounds; {} cores; load average before: {}\n",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_average()
     );
-    go_baseline(
-        "go-plugin: Go host + Go plugin, AutoMTLS",
-        &go_plugin,
-        "go-0001",
-        true,
-        calls,
-    );
-    go_baseline(
-        "go-plugin: Go host + our plugin, plain",
-        mock_plugin(),
-        "mock-0001",
-        false,
-        calls,
-    );
-    go_baseline(
-        "go-plugin: Go host + our plugin, AutoMTLS",
-        mock_plugin(),
-        "mock-0001",
-        true,
-        calls,
-    );
-    println!();
 
     let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let plain = PluginConfig::default().with_auto_mtls(false);
-    let tls = PluginConfig::default();
-    current_thread.block_on(async {
-        warm_calls(
-            "plugin call, plain, host current_thread",
-            plain.clone(),
-            calls,
-        )
-        .await;
-        warm_calls(
-            "plugin call, AutoMTLS, host current_thread",
-            tls.clone(),
-            calls,
-        )
-        .await;
-    });
+    // What #[tokio::main] builds: a worker per core.
     let multi_thread = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    multi_thread.block_on(async {
-        warm_calls(
-            "plugin call, plain, host multi_thread",
-            plain.clone(),
-            calls,
-        )
-        .await;
-        warm_calls(
-            "plugin call, AutoMTLS, host multi_thread",
-            tls.clone(),
-            calls,
-        )
-        .await;
-    });
-    println!();
+    let plain = PluginConfig::default().with_auto_mtls(false);
+    let on_current = Arc::new(
+        current_thread
+            .block_on(PluginClient::launch("mock", mock_plugin(), plain.clone()))
+            .unwrap(),
+    );
+    let on_multi = Arc::new(
+        multi_thread
+            .block_on(PluginClient::launch("mock", mock_plugin(), plain.clone()))
+            .unwrap(),
+    );
+    let mut floor = Floor::start();
+
+    let mut results: Vec<Vec<Round>> = (0..SETUPS.len()).map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for step in 0..SETUPS.len() {
+            let setup = (step + round) % SETUPS.len();
+            let measured = match setup {
+                0 => floor.round(calls),
+                1 => go_round(calls, 1),
+                2 => current_thread.block_on(sequential(&on_current, calls)),
+                3 => multi_thread.block_on(sequential(&on_multi, calls)),
+                4 => {
+                    let client = Arc::clone(&on_multi);
+                    multi_thread
+                        .block_on(
+                            multi_thread.spawn(async move { sequential(&client, calls).await }),
+                        )
+                        .unwrap()
+                }
+                5 => go_round(calls, CONCURRENT_CALLERS),
+                6 => current_thread.block_on(concurrent(&on_current, calls)),
+                _ => multi_thread.block_on(concurrent(&on_multi, calls)),
+            };
+            results[setup].push(measured);
+        }
+    }
+
+    let floor_p50 = median(&mut results[0].iter().map(|r| r.p50_us).collect::<Vec<_>>());
+    let go_p50 = median(&mut results[1].iter().map(|r| r.p50_us).collect::<Vec<_>>());
+    let go_concurrent = median(&mut results[5].iter().map(|r| r.calls_per_s).collect::<Vec<_>>());
+    println!(
+        "{:<52} {:>8} {:>8} {:>6} {:>6} {:>10} {:>14} {:>14}",
+        "setup", "p50 µs", "p99 µs", "/floor", "/go", "calls/s", "host sw/sc", "plugin sw/sc"
+    );
+    for (setup, rounds) in results.iter().enumerate() {
+        let pick = |f: fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+        let p50 = pick(|r| r.p50_us);
+        let calls_per_s = pick(|r| r.calls_per_s);
+        let relative = if setup == 5 || setup >= 6 {
+            format!("{:>6} {:>6.2}", "", calls_per_s / go_concurrent)
+        } else {
+            format!("{:>6.2} {:>6.2}", p50 / floor_p50, p50 / go_p50)
+        };
+        let counted = |switches: f64, syscalls: f64| {
+            if setup == 1 || setup == 5 {
+                "—".to_owned()
+            } else {
+                format!("{switches:.1}/{syscalls:.1}")
+            }
+        };
+        println!(
+            "{:<52} {:>8.1} {:>8.1} {relative} {:>10.0} {:>14} {:>14}",
+            SETUPS[setup],
+            p50,
+            pick(|r| r.p99_us),
+            calls_per_s,
+            counted(pick(|r| r.host_switches), pick(|r| r.host_syscalls)),
+            counted(pick(|r| r.plugin_switches), pick(|r| r.plugin_syscalls)),
+        );
+    }
+    println!(
+        "\n(/floor and /go: p50 over the floor's and go-plugin's; for 8 callers, throughput over \
+         go-plugin's with 8. sw/sc: context switches / read+write syscalls per call.)\n\
+         load average after: {}\n",
+        load_average()
+    );
+    drop(floor);
+
+    let tls = PluginConfig::default();
     current_thread.block_on(async {
         cold_loads("cold load (spawn → first answer), plain", plain.clone()).await;
         cold_loads("cold load (spawn → first answer), AutoMTLS", tls.clone()).await;

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -96,6 +97,24 @@ func bench(path string, calls int) {
 		samples[i] = time.Since(t)
 	}
 	total := time.Since(started)
+	// BENCH_CONCURRENCY=N: also N goroutines calling at once, for throughput.
+	if concurrency, _ := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY")); concurrency > 1 {
+		var wg sync.WaitGroup
+		begun := time.Now()
+		for g := 0; g < concurrency; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < calls/concurrency; i++ {
+					if _, err := provider.GetInstance(ctx, request); err != nil {
+						fail("GetInstance: %v", err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		fmt.Printf("bench concurrent calls_per_s=%.0f\n", float64(calls/concurrency*concurrency)/time.Since(begun).Seconds())
+	}
 	client.Kill()
 	sort.Slice(samples, func(a, b int) bool { return samples[a] < samples[b] })
 	fmt.Printf("bench calls p50_us=%.1f p99_us=%.1f calls_per_s=%.0f\n",
