@@ -160,7 +160,7 @@ impl PluginClient {
 fn is_broken_connection(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
-        if error.downcast_ref::<hyper::Error>().is_some() {
+        if error.downcast_ref::<h2::Error>().is_some() {
             return true;
         }
         source = error.source();
