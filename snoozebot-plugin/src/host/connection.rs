@@ -180,7 +180,11 @@ pub(super) async fn connect(
             )
         }
     };
+    // hyper's client windows: a large page of instances streams without waiting on a
+    // window update every 64 KiB.
     let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
         .handshake::<_, Bytes>(stream)
         .await
         .map_err(|error| plugin_error(name, format!("HTTP/2 handshake failed: {error}")))?;
