@@ -36,38 +36,26 @@ impl Done {
 
 /// Prints instances.
 pub fn instances(instances: &[InstanceInfo], format: Output) {
-    match format {
-        Output::Json => {
-            let all: Vec<Value> = instances.iter().map(instance_json).collect();
-            print(&format!("{}\n", Value::Array(all)));
-        }
-        Output::Jsonl => {
-            let lines: String = instances
-                .iter()
-                .map(|instance| format!("{}\n", instance_json(instance)))
-                .collect();
-            print(&lines);
-        }
-        Output::Table => {
-            let rows: Vec<[String; 5]> = instances
-                .iter()
-                .map(|instance| {
-                    [
-                        instance.id.to_string(),
-                        instance.name.clone().unwrap_or_default(),
-                        instance.state.to_string(),
-                        instance.machine_type.clone().unwrap_or_default(),
-                        instance
-                            .zone
-                            .clone()
-                            .or_else(|| instance.region.clone())
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print(&table(["ID", "NAME", "STATE", "TYPE", "ZONE"], &rows));
-        }
-    }
+    let rows = instances.iter().map(|instance| {
+        vec![
+            instance.id.to_string(),
+            instance.name.clone().unwrap_or_default(),
+            instance.state.to_string(),
+            instance.machine_type.clone().unwrap_or_default(),
+            instance
+                .zone
+                .clone()
+                .or_else(|| instance.region.clone())
+                .unwrap_or_default(),
+        ]
+    });
+    let values = instances.iter().map(instance_json);
+    emit(
+        format,
+        values,
+        &["ID", "NAME", "STATE", "TYPE", "ZONE"],
+        rows,
+    );
 }
 
 fn instance_json(instance: &InstanceInfo) -> Value {
@@ -92,57 +80,73 @@ pub fn changes(results: &[(InstanceId, Result<Done>)], format: Output) {
             "error": {"kind": error.kind(), "message": error.to_string()},
         }),
     };
+    let rows = results.iter().map(|(id, result)| match result {
+        Ok(done) => {
+            let change = done.change();
+            vec![
+                id.to_string(),
+                format!("{} -> {}", change.previous, done.now()),
+                change.mode.map(|mode| mode.to_string()).unwrap_or_default(),
+                String::new(),
+            ]
+        }
+        Err(error) => vec![
+            id.to_string(),
+            "failed".to_owned(),
+            String::new(),
+            error.to_string(),
+        ],
+    });
+    emit(
+        format,
+        results.iter().map(as_json),
+        &["ID", "STATE", "MODE", "ERROR"],
+        rows,
+    );
+}
+
+/// Prints JSON objects: as JSON, or as a table of the `fields` named (upper-cased as headers).
+pub fn objects(objects: &[Value], format: Output, fields: &[&str]) {
+    let cell = |value: &Value| match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let header: Vec<String> = fields.iter().map(|field| field.to_uppercase()).collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let rows = objects
+        .iter()
+        .map(|object| fields.iter().map(|field| cell(&object[*field])).collect());
+    emit(format, objects.iter().cloned(), &header, rows);
+}
+
+/// Prints in `format`: one JSON document of `values`, a line per value, or a table of `rows`.
+fn emit(
+    format: Output,
+    values: impl Iterator<Item = Value>,
+    header: &[&str],
+    rows: impl Iterator<Item = Vec<String>>,
+) {
     match format {
-        Output::Json => {
-            let all: Vec<Value> = results.iter().map(as_json).collect();
-            print(&format!("{}\n", Value::Array(all)));
-        }
-        Output::Jsonl => {
-            let lines: String = results
-                .iter()
-                .map(|result| format!("{}\n", as_json(result)))
-                .collect();
-            print(&lines);
-        }
-        Output::Table => {
-            let rows: Vec<[String; 4]> = results
-                .iter()
-                .map(|(id, result)| match result {
-                    Ok(done) => {
-                        let change = done.change();
-                        [
-                            id.to_string(),
-                            format!("{} -> {}", change.previous, done.now()),
-                            change.mode.map(|mode| mode.to_string()).unwrap_or_default(),
-                            String::new(),
-                        ]
-                    }
-                    Err(error) => [
-                        id.to_string(),
-                        "failed".to_owned(),
-                        String::new(),
-                        error.to_string(),
-                    ],
-                })
-                .collect();
-            print(&table(["ID", "STATE", "MODE", "ERROR"], &rows));
-        }
+        Output::Json => print(&format!("{}\n", Value::Array(values.collect()))),
+        Output::Jsonl => print(&values.map(|value| format!("{value}\n")).collect::<String>()),
+        Output::Table => print(&table(header, &rows.collect::<Vec<_>>())),
     }
 }
 
 /// Columns padded to their widest cell; the last one is not padded.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(str::len);
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut text = String::new();
-    let mut line = |cells: Vec<&str>| {
+    let mut line = |cells: &[&str]| {
         let mut out = String::new();
         for (n, cell) in cells.iter().enumerate() {
-            if n + 1 == N {
+            if n + 1 == cells.len() {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[n]));
@@ -151,9 +155,9 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
         text.push_str(out.trim_end());
         text.push('\n');
     };
-    line(header.to_vec());
+    line(header);
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     text
 }
@@ -219,10 +223,10 @@ mod tests {
     #[test]
     fn tables_pad_every_column_but_the_last() {
         let text = table(
-            ["ID", "STATE"],
+            &["ID", "STATE"],
             &[
-                ["mock-0000".to_owned(), "running".to_owned()],
-                ["m".to_owned(), "stopped".to_owned()],
+                vec!["mock-0000".to_owned(), "running".to_owned()],
+                vec!["m".to_owned(), "stopped".to_owned()],
             ],
         );
         assert_eq!(

@@ -11,8 +11,8 @@ use serde_json::json;
 use snoozebot_core::{Health, PluginManager};
 use snoozebot_rest::{ApiKeys, HttpOptions, KeyRing, ServeOptions};
 
-use crate::cli::{Output, PluginsCommand};
-use crate::commands::{init_logging, print};
+use crate::cli::PluginsCommand;
+use crate::commands::init_logging;
 use crate::config::{LoadAt, Loaded, ProviderConfig};
 use crate::exit::{Failure, Outcome};
 
@@ -281,7 +281,7 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                     })
                 })
                 .collect();
-            print_rows(
+            crate::output::objects(
                 &rows,
                 output.output,
                 &["name", "path", "configured", "problem"],
@@ -318,7 +318,7 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                     "verdict": match &verdict { Ok(()) => "ok".to_owned(), Err(reason) => reason.clone() },
                 }));
             }
-            print_rows(&rows, output.output, &["name", "path", "trust", "verdict"]);
+            crate::output::objects(&rows, output.output, &["name", "path", "trust", "verdict"]);
             Ok(if failed {
                 Outcome::Failed
             } else {
@@ -391,45 +391,4 @@ async fn verify(
         .verify(path)
         .await
         .map_err(|error| error.message().to_owned())
-}
-
-fn print_rows(rows: &[serde_json::Value], format: Output, columns: &[&str]) {
-    match format {
-        Output::Json => print(&format!("{}\n", serde_json::Value::Array(rows.to_vec()))),
-        Output::Jsonl => print(
-            &rows
-                .iter()
-                .map(|row| format!("{row}\n"))
-                .collect::<String>(),
-        ),
-        Output::Table => {
-            let cell = |value: &serde_json::Value| match value {
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            let header: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
-            let body: Vec<Vec<String>> = rows
-                .iter()
-                .map(|row| columns.iter().map(|c| cell(&row[*c])).collect())
-                .collect();
-            let mut widths: Vec<usize> = header.iter().map(String::len).collect();
-            for row in &body {
-                for (width, value) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(value.chars().count());
-                }
-            }
-            let mut text = String::new();
-            for row in std::iter::once(&header).chain(&body) {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(value, width)| format!("{value:<width$}"))
-                    .collect();
-                text.push_str(line.join("  ").trim_end());
-                text.push('\n');
-            }
-            print(&text);
-        }
-    }
 }

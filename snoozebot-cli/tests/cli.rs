@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
-use support::{Server, add_key, binaries, config_dir, run, snoozebot, text};
+use support::{Server, add_key, binaries, config_dir, json_lines, run, snoozebot, text};
 
 const MOCK: &str = "[providers.fleet]\nkind = \"mock\"\ninstances = 8\n";
 
@@ -99,10 +99,7 @@ fn instances_list_filters_and_prints_tables_json_and_json_lines() {
         dir.path(),
         &["instances", "get", "mock-0003", "--output", "jsonl"],
     );
-    let lines: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines: Vec<Value> = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["state"], "running");
     let out = run(dir.path(), &["instances", "get", "mock-9999"]);
@@ -164,10 +161,7 @@ fn some_failures_exit_1_and_every_result_is_still_printed() {
         &["instances", "stop", "mock-0001", "nope-1", "-o", "jsonl"],
     );
     assert_eq!(out.status.code(), Some(1));
-    let lines: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines: Vec<Value> = json_lines(&out.stdout);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["current"], "stopped");
     assert_eq!(lines[1]["error"]["kind"], "invalid_argument");
@@ -704,10 +698,7 @@ fn plugins_are_listed_discovered_and_verified_without_running_them() {
 
     let out = run(dir.path(), &["plugins", "discover", "-o", "jsonl"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let found: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let found: Vec<Value> = json_lines(&out.stdout);
     let mock = found.iter().find(|entry| entry["name"] == "mock").unwrap();
     assert_eq!(mock["configured"], true);
     assert!(mock["problem"].is_null());

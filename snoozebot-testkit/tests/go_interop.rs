@@ -17,7 +17,7 @@ mod go;
 mod processes;
 
 use go::go_programs;
-use processes::{HostProcess, eventually, has_exited};
+use processes::{HostProcess, eventually, has_exited, socket_and_private_dir};
 
 fn rust_plugin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_snoozebot-plugin-mock"))
@@ -111,31 +111,6 @@ async fn our_host_loads_a_go_plugin_with_auto_mtls_p521_certificates() {
 async fn a_go_plugin_without_the_batch_rpcs_conforms_through_single_calls() {
     our_host_loads_the_go_plugin(PluginConfig::default().with_env("SNOOZEBOT_GO_NO_BATCH", "1"))
         .await;
-}
-
-/// The unix socket a plugin announced, and the private directory it lies in.
-fn socket_and_private_dir(client: &PluginClient) -> (std::path::PathBuf, std::path::PathBuf) {
-    let Some(snoozebot_plugin::PluginAddress::Unix(socket)) = client.address() else {
-        panic!(
-            "the Go plugin did not listen on a unix socket: {:?}",
-            client.address()
-        );
-    };
-    let dir = socket
-        .ancestors()
-        .find(|dir| {
-            dir.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("snoozebot-host-"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{} is not in a private directory of the host",
-                socket.display()
-            )
-        })
-        .to_owned();
-    (socket, dir)
 }
 
 #[tokio::test]

@@ -30,6 +30,14 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
     snoozebot().current_dir(dir).args(args).output().unwrap()
 }
 
+/// Output that is one JSON value a line, parsed.
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    text(bytes)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

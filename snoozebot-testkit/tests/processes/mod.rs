@@ -161,18 +161,7 @@ pub fn host_main() {
             (launch.await, None)
         };
         let client = client.unwrap();
-        let Some(snoozebot_plugin::PluginAddress::Unix(socket)) = client.address() else {
-            panic!("the plugin did not listen on a unix socket");
-        };
-        let dir = socket
-            .ancestors()
-            .find(|dir| {
-                dir.file_name()
-                    .and_then(|name| name.to_str())
-                    .is_some_and(|name| name.starts_with("snoozebot-host-"))
-            })
-            .unwrap()
-            .to_owned();
+        let (_, dir) = socket_and_private_dir(&client);
         println!("host: plugin {} {}", client.pid().unwrap(), dir.display());
         if let Some(thread) = launching_thread {
             // The blocking-pool thread that forked the plugin retires after 10 ms idle; once
@@ -194,4 +183,31 @@ pub fn host_main() {
         }
         std::future::pending::<()>().await;
     });
+}
+
+/// The unix socket a plugin announced, and the private directory of its host it lies in.
+pub fn socket_and_private_dir(
+    client: &snoozebot_plugin::PluginClient,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let Some(snoozebot_plugin::PluginAddress::Unix(socket)) = client.address() else {
+        panic!(
+            "the plugin did not listen on a unix socket: {:?}",
+            client.address()
+        );
+    };
+    let dir = socket
+        .ancestors()
+        .find(|dir| {
+            dir.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("snoozebot-host-"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not in a private directory of the host",
+                socket.display()
+            )
+        })
+        .to_owned();
+    (socket, dir)
 }
