@@ -1,10 +1,13 @@
 //! What the REST API costs per request: `GET /api/providers/mock/instances/{id}` on the mock
 //! fleet, through the full router (auth with constant-time key lookup, limits, tracing layer,
 //! problem mapping) — in process (`oneshot`) and over a loopback socket with a keep-alive
-//! client — beside the same call on the provider directly.
+//! client (our accept loop) — beside a bare axum handler serving the same JSON the same two
+//! ways (`axum::serve` for the socket), and the call on the provider directly. The setups run
+//! in interleaved rounds (ours, bare, ours, bare, …); each reports the median of its rounds'
+//! p50, and the difference is the API's own cost.
 //!
 //! ```text
-//! cargo bench -p snoozebot-core --features http --bench http
+//! cargo bench -p snoozebot-rest --bench http
 //! ```
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -71,43 +74,81 @@ fn main() {
         }
         report("provider, direct", direct);
 
-        let mut in_process = Vec::with_capacity(CALLS);
-        for _ in 0..CALLS {
-            let request = Request::get(uri)
-                .header("authorization", format!("Bearer {key}"))
-                .body(Body::empty())
-                .unwrap();
-            let started = Instant::now();
-            let response = router.clone().oneshot(request).await.unwrap();
-            axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            in_process.push(started.elapsed());
-        }
-        report("router, in process (oneshot)", in_process);
+        // The same JSON from a bare axum handler: no keys, limits, tracing or problems.
+        let bare_fleet = fleet.clone();
+        let bare = axum::Router::new().route(
+            "/api/providers/mock/instances/{id}",
+            axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let fleet = bare_fleet.clone();
+                async move {
+                    let id = InstanceId::new(id).unwrap();
+                    axum::Json(fleet.get_instance(&id).await.unwrap())
+                }
+            }),
+        );
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}{uri}", listener.local_addr().unwrap());
+        let ours_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours_url = format!("http://{}{uri}", ours_listener.local_addr().unwrap());
+        let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bare_url = format!("http://{}{uri}", bare_listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(snoozebot_rest::serve(listener, router, async {
+        let server = tokio::spawn(snoozebot_rest::serve(ours_listener, router.clone(), async {
             let _ = stopped.await;
         }));
+        let bare_server = tokio::spawn(axum::serve(bare_listener, bare.clone()).into_future());
         let client = reqwest::Client::new();
-        let mut socket = Vec::with_capacity(CALLS);
-        for _ in 0..CALLS {
-            let started = Instant::now();
-            let response = client
-                .get(&url)
-                .header("authorization", format!("Bearer {key}"))
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success());
-            response.bytes().await.unwrap();
-            socket.push(started.elapsed());
+
+        let rounds = 8;
+        let per_round = CALLS / rounds;
+        let mut medians: [Vec<f64>; 4] = Default::default();
+        for round in 0..rounds {
+            for step in 0..4 {
+                let setup = (step + round) % 4;
+                let mut samples = Vec::with_capacity(per_round);
+                for _ in 0..per_round {
+                    let started = Instant::now();
+                    match setup {
+                        0 | 1 => {
+                            let request = Request::get(uri)
+                                .header("authorization", format!("Bearer {key}"))
+                                .body(Body::empty())
+                                .unwrap();
+                            let service = if setup == 0 { router.clone() } else { bare.clone() };
+                            let response = service.oneshot(request).await.unwrap();
+                            axum::body::to_bytes(response.into_body(), usize::MAX)
+                                .await
+                                .unwrap();
+                        }
+                        _ => {
+                            let url = if setup == 2 { &ours_url } else { &bare_url };
+                            let response = client
+                                .get(url)
+                                .header("authorization", format!("Bearer {key}"))
+                                .send()
+                                .await
+                                .unwrap();
+                            assert!(response.status().is_success());
+                            response.bytes().await.unwrap();
+                        }
+                    }
+                    samples.push(started.elapsed());
+                }
+                samples.sort();
+                medians[setup].push(samples[samples.len() / 2].as_secs_f64() * 1e6);
+            }
         }
-        report("router, loopback HTTP/1.1 (reqwest keep-alive)", socket);
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let [ours_in, bare_in, ours_socket, bare_socket] = medians.map(|mut v| median(&mut v));
+        println!("{rounds} interleaved rounds of {per_round} calls per setup, median of the rounds' p50:");
+        println!("  router, in process (oneshot)              {ours_in:>7.1} µs");
+        println!("  bare axum handler, in process             {bare_in:>7.1} µs   -> the API's own cost {:>5.1} µs", ours_in - bare_in);
+        println!("  router, loopback HTTP/1.1 (keep-alive)    {ours_socket:>7.1} µs");
+        println!("  bare axum handler, loopback (axum::serve) {bare_socket:>7.1} µs   -> the API's own cost {:>5.1} µs", ours_socket - bare_socket);
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
+        bare_server.abort();
     });
 }
