@@ -2,7 +2,8 @@
 //! fleet, through the full router (auth with constant-time key lookup, limits, tracing layer,
 //! problem mapping) — in process (`oneshot`) and over a loopback socket with a keep-alive
 //! client (our accept loop) — beside a bare axum handler serving the same JSON the same two
-//! ways (`axum::serve` for the socket), and the call on the provider directly. The setups run
+//! ways (`axum::serve` for the socket) and through our accept loop, and the call on the
+//! provider directly. The setups run
 //! in interleaved rounds (ours, bare, ours, bare, …); each reports the median of its rounds'
 //! p50, and the difference is the API's own cost.
 //!
@@ -96,14 +97,21 @@ fn main() {
             let _ = stopped.await;
         }));
         let bare_server = tokio::spawn(axum::serve(bare_listener, bare.clone()).into_future());
+        // The bare handler through our accept loop: tells the loop's cost from the router's.
+        let mixed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mixed_url = format!("http://{}{uri}", mixed_listener.local_addr().unwrap());
+        let (stop_mixed, mixed_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mixed_server = tokio::spawn(snoozebot_rest::serve(mixed_listener, bare.clone(), async {
+            let _ = mixed_stopped.await;
+        }));
         let client = reqwest::Client::new();
 
         let rounds = 8;
         let per_round = CALLS / rounds;
-        let mut medians: [Vec<f64>; 4] = Default::default();
+        let mut medians: [Vec<f64>; 5] = Default::default();
         for round in 0..rounds {
-            for step in 0..4 {
-                let setup = (step + round) % 4;
+            for step in 0..5 {
+                let setup = (step + round) % 5;
                 let mut samples = Vec::with_capacity(per_round);
                 for _ in 0..per_round {
                     let started = Instant::now();
@@ -120,7 +128,7 @@ fn main() {
                                 .unwrap();
                         }
                         _ => {
-                            let url = if setup == 2 { &ours_url } else { &bare_url };
+                            let url = match setup { 2 => &ours_url, 3 => &bare_url, _ => &mixed_url };
                             let response = client
                                 .get(url)
                                 .header("authorization", format!("Bearer {key}"))
@@ -141,14 +149,20 @@ fn main() {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        let [ours_in, bare_in, ours_socket, bare_socket] = medians.map(|mut v| median(&mut v));
+        let [ours_in, bare_in, ours_socket, bare_socket, mixed] = medians.map(|mut v| median(&mut v));
         println!("{rounds} interleaved rounds of {per_round} calls per setup, median of the rounds' p50:");
         println!("  router, in process (oneshot)              {ours_in:>7.1} µs");
         println!("  bare axum handler, in process             {bare_in:>7.1} µs   -> the API's own cost {:>5.1} µs", ours_in - bare_in);
         println!("  router, loopback HTTP/1.1 (keep-alive)    {ours_socket:>7.1} µs");
         println!("  bare axum handler, loopback (axum::serve) {bare_socket:>7.1} µs   -> the API's own cost {:>5.1} µs", ours_socket - bare_socket);
+        println!(
+            "  bare axum handler, our accept loop        {mixed:>7.1} µs   -> the loop's own cost {:>5.1} µs",
+            mixed - bare_socket
+        );
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
+        stop_mixed.send(()).unwrap();
+        mixed_server.await.unwrap().unwrap();
         bare_server.abort();
     });
 }
