@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
-use support::{Server, add_key, binaries, config_dir, json_lines, run, snoozebot, text};
+use support::{
+    Server, add_key, binaries, config_dir, expect_failure, json_lines, run, snoozebot, text,
+};
 
 const MOCK: &str = "[providers.fleet]\nkind = \"mock\"\ninstances = 8\n";
 
@@ -35,6 +37,19 @@ fn config_check_says_ok_or_names_the_line_of_the_mistake() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "one line, no dump: {stderr}");
+
+    // Not UTF-8, or too big: said, with the file's name.
+    let dir = config_dir("");
+    std::fs::write(dir.path().join("snoozebot.toml"), b"[providers.\xff]\n").unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    expect_failure(&out, 3, "snoozebot.toml is not UTF-8");
+    std::fs::write(
+        dir.path().join("snoozebot.toml"),
+        vec![b'#'; 2 * 1024 * 1024],
+    )
+    .unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    expect_failure(&out, 3, "is larger than 1024 KiB");
 
     let empty = tempfile::tempdir().unwrap();
     let out = snoozebot()
@@ -103,12 +118,7 @@ fn instances_list_filters_and_prints_tables_json_and_json_lines() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["state"], "running");
     let out = run(dir.path(), &["instances", "get", "mock-9999"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("mock-9999"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_failure(&out, 1, "mock-9999");
 }
 
 #[test]
@@ -336,6 +346,21 @@ async fn serve_answers_drains_on_sigterm_and_reloads_keys_on_sighup() {
         200
     );
 
+    // A keys file that no longer reads keeps the keys in use.
+    std::fs::write(dir.path().join("keys"), "not a keys file line\n").unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    server.wait_for("keys not reloaded");
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
     // SIGTERM while a stop is in flight: it finishes, then the server exits 0.
     let stop = tokio::spawn(
         client
@@ -361,12 +386,7 @@ async fn serve_answers_drains_on_sigterm_and_reloads_keys_on_sighup() {
 fn serve_without_keys_refuses_to_start_and_says_how_to_make_one() {
     let dir = config_dir(MOCK);
     let out = run(dir.path(), &["serve"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        text(&out.stderr).contains("snoozebot keys generate --role admin"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_failure(&out, 3, "snoozebot keys generate --role admin");
 }
 
 /// moto's EC2 server, as the AWS crate's tests start it.
@@ -449,12 +469,7 @@ env = {{ AWS_REGION = "us-east-1", AWS_ENDPOINT_URL = "{endpoint}", AWS_ACCESS_K
     );
     std::fs::write(dir.path().join("snoozebot.toml"), pinned).unwrap();
     let out = run(dir.path(), &["plugins", "verify", "aws"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("is not trusted"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_failure(&out, 1, "is not trusted");
     let out = run(dir.path(), &["instances", "list"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
@@ -567,8 +582,7 @@ async fn serve_speaks_https_with_the_configured_certificate() {
 
     let dir = config_dir("[server]\ntls_cert = \"cert.pem\"\n[providers.fleet]\nkind = \"mock\"\n");
     let out = run(dir.path(), &["config", "check"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("tls_cert and tls_key go together"));
+    expect_failure(&out, 3, "tls_cert and tls_key go together");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

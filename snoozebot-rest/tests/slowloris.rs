@@ -168,3 +168,35 @@ async fn a_connection_that_stalls_in_its_headers_is_closed_at_the_timeout() {
     let text = String::from_utf8_lossy(&closed);
     assert!(!text.contains("200 OK"), "{text}");
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_never_handshakes_is_closed_at_the_header_timeout() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let tls =
+        snoozebot_rest::tls_config(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let (port, _stop) = server(
+        ServeOptions::default()
+            .with_header_read_timeout(Duration::from_millis(300))
+            .with_tls(tls),
+    )
+    .await;
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Not a byte of a ClientHello: the server must not wait for one forever.
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "closed only after {took:?}");
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+}

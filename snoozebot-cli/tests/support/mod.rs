@@ -30,6 +30,13 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
     snoozebot().current_dir(dir).args(args).output().unwrap()
 }
 
+/// Asserts that the command ended with exit code `code` and said `words` on stderr.
+pub fn expect_failure(out: &Output, code: i32, words: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(words), "{words:?} not in: {stderr}");
+}
+
 /// Output that is one JSON value a line, parsed.
 pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
     text(bytes)
