@@ -48,7 +48,8 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// One `unsafe` block, reviewed: the pre-exec hook that arms a plugin's parent-death signal.
+// Two `unsafe` blocks, reviewed: the pre-exec hook that arms a plugin's parent-death signal, and
+// registering a socket with tokio for readability only (`wire/stream.rs`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

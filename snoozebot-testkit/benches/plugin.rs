@@ -1,9 +1,10 @@
 //! What a plugin call costs, measured side by side: every setup runs in rounds, interleaved
 //! (A, B, C, …, then the next round in a rotated order), and each setup's median of the rounds'
 //! p50 and p99 is reported with the floor measured the same way in the same run, the machine's
-//! load average before and after, and per call the context switches and read/write system
-//! calls of the host and of the plugin (`/proc/PID/status`, `/proc/PID/io`), so a scheduling
-//! regression shows even on a noisy machine.
+//! load average before and after, and per call the context switches, write system calls and
+//! CPU time of the host and of the plugin (`/proc/PID/task/*/status`, `/proc/PID/io`,
+//! `/proc/PID/task/*/schedstat`), so a scheduling regression shows even on a noisy machine.
+//! `SNOOZEBOT_BENCH_SETUPS=3` runs only the listed setups (for profiling one).
 //!
 //! ```text
 //! cargo bench -p snoozebot-testkit --features plugin --bench plugin
@@ -54,11 +55,13 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Context switches (voluntary + involuntary) and read/write system calls of a process so far.
+/// Context switches (voluntary + involuntary), write system calls and CPU time of a process
+/// so far. (Reads are not counted: socket reads are `recvfrom`, which `/proc/PID/io` skips.)
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     switches: u64,
-    syscalls: u64,
+    writes: u64,
+    cpu_ns: u64,
 }
 
 fn counters(pid: u32) -> Counters {
@@ -68,25 +71,46 @@ fn counters(pid: u32) -> Counters {
             .and_then(|rest| rest.trim().parse().ok())
             .unwrap_or(0)
     };
-    // A process's status counts the switches of its main thread only: add up its threads.
-    let switches = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .map(|task| {
-                    let status =
-                        std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                    field(&status, "voluntary_ctxt_switches:")
-                        + field(&status, "nonvoluntary_ctxt_switches:")
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    // A process's status counts its main thread only: add up its threads.
+    let mut counted = Counters::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        counted.switches += field(&status, "voluntary_ctxt_switches:")
+            + field(&status, "nonvoluntary_ctxt_switches:");
+        // schedstat: nanoseconds on a CPU, waiting for one, time slices.
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        counted.cpu_ns += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
     // The I/O counters are the whole process's.
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    Counters {
-        switches,
-        syscalls: field(&io, "syscr:") + field(&io, "syscw:"),
+    counted.writes = field(&io, "syscw:");
+    counted
+}
+
+/// A process's counters per call over a round.
+#[derive(Debug, Default, Clone, Copy)]
+struct PerCall {
+    switches: f64,
+    writes: f64,
+    cpu_us: f64,
+}
+
+impl PerCall {
+    fn between(before: Counters, after: Counters, calls: usize) -> PerCall {
+        let per_call = |before: u64, after: u64| after.saturating_sub(before) as f64 / calls as f64;
+        PerCall {
+            switches: per_call(before.switches, after.switches),
+            writes: per_call(before.writes, after.writes),
+            cpu_us: per_call(before.cpu_ns, after.cpu_ns) / 1e3,
+        }
     }
 }
 
@@ -96,10 +120,8 @@ struct Round {
     p50_us: f64,
     p99_us: f64,
     calls_per_s: f64,
-    host_switches: f64,
-    host_syscalls: f64,
-    plugin_switches: f64,
-    plugin_syscalls: f64,
+    host: PerCall,
+    plugin: PerCall,
 }
 
 impl Round {
@@ -119,13 +141,9 @@ impl Round {
         host: (Counters, Counters),
         plugin: Option<(Counters, Counters)>,
     ) {
-        let per_call =
-            |before: u64, after: u64| (after.saturating_sub(before)) as f64 / calls as f64;
-        self.host_switches = per_call(host.0.switches, host.1.switches);
-        self.host_syscalls = per_call(host.0.syscalls, host.1.syscalls);
+        self.host = PerCall::between(host.0, host.1, calls);
         if let Some((before, after)) = plugin {
-            self.plugin_switches = per_call(before.switches, after.switches);
-            self.plugin_syscalls = per_call(before.syscalls, after.syscalls);
+            self.plugin = PerCall::between(before, after, calls);
         }
     }
 }
@@ -402,11 +420,20 @@ fn main() {
             .unwrap(),
     );
     let mut floor = Floor::start();
+    // For profiling one setup: SNOOZEBOT_BENCH_SETUPS=3 (indices into the table, comma-separated).
+    let only: Option<Vec<usize>> = std::env::var("SNOOZEBOT_BENCH_SETUPS").ok().map(|list| {
+        list.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    });
 
     let mut results: Vec<Vec<Round>> = (0..SETUPS.len()).map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for step in 0..SETUPS.len() {
             let setup = (step + round) % SETUPS.len();
+            if !only.as_ref().is_none_or(|only| only.contains(&setup)) {
+                continue;
+            }
             let measured = match setup {
                 0 => floor.round(calls),
                 1 => go_round(calls, 1),
@@ -432,38 +459,52 @@ fn main() {
     let go_p50 = median(&mut results[1].iter().map(|r| r.p50_us).collect::<Vec<_>>());
     let go_concurrent = median(&mut results[5].iter().map(|r| r.calls_per_s).collect::<Vec<_>>());
     println!(
-        "{:<52} {:>8} {:>8} {:>6} {:>6} {:>10} {:>14} {:>14}",
-        "setup", "p50 µs", "p99 µs", "/floor", "/go", "calls/s", "host sw/sc", "plugin sw/sc"
+        "{:<52} {:>8} {:>8} {:>6} {:>6} {:>10} {:>16} {:>16}",
+        "setup",
+        "p50 µs",
+        "p99 µs",
+        "/floor",
+        "/go",
+        "calls/s",
+        "host sw/wr/cpu",
+        "plugin sw/wr/cpu"
     );
     for (setup, rounds) in results.iter().enumerate() {
-        let pick = |f: fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
-        let p50 = pick(|r| r.p50_us);
-        let calls_per_s = pick(|r| r.calls_per_s);
+        let pick =
+            |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+        let p50 = pick(&|r| r.p50_us);
+        let calls_per_s = pick(&|r| r.calls_per_s);
         let relative = if setup == 5 || setup >= 6 {
             format!("{:>6} {:>6.2}", "", calls_per_s / go_concurrent)
         } else {
             format!("{:>6.2} {:>6.2}", p50 / floor_p50, p50 / go_p50)
         };
-        let counted = |switches: f64, syscalls: f64| {
+        let counted = |side: fn(&Round) -> PerCall| {
             if setup == 1 || setup == 5 {
                 "—".to_owned()
             } else {
-                format!("{switches:.1}/{syscalls:.1}")
+                let switches = pick(&|r| side(r).switches);
+                format!(
+                    "{switches:.1}/{:.1}/{:.1}",
+                    pick(&|r| side(r).writes),
+                    pick(&|r| side(r).cpu_us)
+                )
             }
         };
         println!(
-            "{:<52} {:>8.1} {:>8.1} {relative} {:>10.0} {:>14} {:>14}",
+            "{:<52} {:>8.1} {:>8.1} {relative} {:>10.0} {:>16} {:>16}",
             SETUPS[setup],
             p50,
-            pick(|r| r.p99_us),
+            pick(&|r| r.p99_us),
             calls_per_s,
-            counted(pick(|r| r.host_switches), pick(|r| r.host_syscalls)),
-            counted(pick(|r| r.plugin_switches), pick(|r| r.plugin_syscalls)),
+            counted(|r| r.host),
+            counted(|r| r.plugin),
         );
     }
     println!(
         "\n(/floor and /go: p50 over the floor's and go-plugin's; for 8 callers, throughput over \
-         go-plugin's with 8. sw/sc: context switches / read+write syscalls per call.)\n\
+         go-plugin's with 8. sw/wr/cpu: context switches / write system calls / CPU µs per call, \
+         all threads.)\n\
          load average after: {}\n",
         load_average()
     );

@@ -1,12 +1,14 @@
 //! The one HTTP/2 connection of a plugin launch, over its Unix socket or loopback TCP, with
 //! AutoMTLS when asked for.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
+use futures_util::task::{ArcWake, AtomicWaker};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use snoozebot_core::Result;
@@ -14,7 +16,9 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::plugin_error;
 use crate::PluginAddress;
-use crate::wire::{Handshake, Io, LaunchIdentity, TLS_SERVER_NAME};
+use crate::wire::{
+    Handshake, Io, LaunchIdentity, TLS_SERVER_NAME, readable_only_tcp, readable_only_unix,
+};
 
 /// One HTTP/2 connection to the plugin, used directly as the clients' transport, on the `h2`
 /// crate.
@@ -25,17 +29,122 @@ use crate::wire::{Handshake, Io, LaunchIdentity, TLS_SERVER_NAME};
 /// body in a write of its own). tonic's `Channel` would add a buffer task on top, and reconnect
 /// logic that supervision makes redundant: a broken connection means a broken plugin, which is
 /// restarted with a new connection.
+///
+/// The caller writes its own request: after queuing it, the call polls the connection once on
+/// its own thread ([`Driver::send`]), so the frames leave in one write without waking the
+/// connection's task — on a multi-thread runtime that wake was a hop to a worker and back
+/// before anything was sent, and the worker could send HEADERS before DATA was queued. Reading
+/// stays with the task, woken by the socket.
 #[derive(Clone)]
 pub(super) struct Connection {
     sender: h2::client::SendRequest<Bytes>,
-    /// Set when the connection's task ends (the plugin died, or closed it).
-    closed: Arc<AtomicBool>,
+    driver: Arc<Driver>,
 }
 
 impl Connection {
     /// Whether the connection has ended (the plugin died, or closed it).
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
+        self.driver.closed.load(Ordering::SeqCst)
+    }
+}
+
+type H2Connection = h2::client::Connection<Box<dyn Io>, Bytes>;
+
+/// Who polls the h2 connection: its task, and callers flushing what they queued.
+///
+/// Every poll uses the same waker, [`DriverWaker`], so whatever h2 or the socket wakes reaches
+/// the task — except while a caller is polling, when a wake only marks that the poll must be
+/// repeated, which the caller then does itself.
+struct Driver {
+    connection: Mutex<Option<H2Connection>>,
+    waker: Arc<DriverWaker>,
+    /// `waker` as a [`Waker`], made once.
+    shared_waker: Waker,
+    /// Set when the connection has ended (the plugin died, or closed it).
+    closed: AtomicBool,
+    plugin: String,
+}
+
+struct DriverWaker {
+    /// The connection task's waker.
+    task: AtomicWaker,
+    /// A caller is polling: wakes are recorded in `missed`, not sent to the task.
+    caller_polling: AtomicBool,
+    missed: AtomicBool,
+}
+
+impl ArcWake for DriverWaker {
+    fn wake_by_ref(this: &Arc<Self>) {
+        if this.caller_polling.load(Ordering::SeqCst) {
+            this.missed.store(true, Ordering::SeqCst);
+            // The caller may have stopped polling before it saw `missed`: whoever takes the
+            // flag back wakes the task.
+            if this.caller_polling.load(Ordering::SeqCst)
+                || !this.missed.swap(false, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
+        this.task.wake();
+    }
+}
+
+impl Driver {
+    /// Polls the connection once with the shared waker; `true` when it has ended.
+    fn poll_connection(&self, connection: &mut Option<H2Connection>) -> bool {
+        let Some(running) = connection.as_mut() else {
+            return true;
+        };
+        match Pin::new(running).poll(&mut Context::from_waker(&self.shared_waker)) {
+            Poll::Pending => false,
+            Poll::Ready(result) => {
+                if let Err(error) = result {
+                    tracing::debug!(plugin = %self.plugin, %error, "connection to the plugin ended");
+                }
+                *connection = None;
+                self.closed.store(true, Ordering::SeqCst);
+                true
+            }
+        }
+    }
+
+    /// Runs `queue` (which queues a request's frames) and writes them from the caller's thread:
+    /// polls the connection until nothing woke it meanwhile, a few times at most (then the
+    /// task goes on). The wake h2 sends on queuing is absorbed, so no worker is woken to send.
+    /// If the connection is being polled already, its poller sees the frames.
+    fn send<T>(&self, queue: impl FnOnce() -> T) -> T {
+        const CALLER_POLLS: usize = 4;
+        let Ok(mut connection) = self.connection.try_lock() else {
+            return queue();
+        };
+        self.waker.caller_polling.store(true, Ordering::SeqCst);
+        let queued = queue();
+        for _ in 0..CALLER_POLLS {
+            self.waker.missed.store(false, Ordering::SeqCst);
+            if self.poll_connection(&mut connection) || !self.waker.missed.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        self.waker.caller_polling.store(false, Ordering::SeqCst);
+        drop(connection);
+        if self.waker.missed.swap(false, Ordering::SeqCst) {
+            self.waker.task.wake();
+        }
+        queued
+    }
+
+    /// The connection's task: polls whenever woken, until the connection ends.
+    fn poll_task(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.waker.task.register(cx.waker());
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.poll_connection(&mut connection) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -61,19 +170,24 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
         // The readied handle goes with the call; the connection keeps a fresh clone.
         let sender = self.sender.clone();
         let mut sender = std::mem::replace(&mut self.sender, sender);
+        let driver = Arc::clone(&self.driver);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             // Unary: one encoded message, bounded by the encoding limit of the client.
             let data = body.collect().await?.to_bytes();
             let head = http::Request::from_parts(parts, ());
-            let (response, mut stream) = sender.send_request(head, data.is_empty())?;
-            if !data.is_empty() {
-                stream.send_data(data, true)?;
-            }
+            let response = driver.send(|| {
+                let (response, mut stream) = sender.send_request(head, data.is_empty())?;
+                if !data.is_empty() {
+                    stream.send_data(data, true)?;
+                }
+                Ok::<_, h2::Error>(response)
+            })?;
             let response = response.await?;
             Ok(response.map(|recv| ResponseBody {
-                recv,
+                recv: Some(recv),
                 data_done: false,
+                driver,
             }))
         })
     }
@@ -81,8 +195,19 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
 
 /// A response's body: its DATA frames, then its trailers (where gRPC puts the status).
 pub(super) struct ResponseBody {
-    recv: h2::RecvStream,
+    /// `None` only while dropping.
+    recv: Option<h2::RecvStream>,
     data_done: bool,
+    driver: Arc<Driver>,
+}
+
+impl Drop for ResponseBody {
+    /// Releasing the stream wakes the connection to clean up after it: done on the caller's
+    /// thread, like a send, rather than by waking the connection's task.
+    fn drop(&mut self) {
+        let recv = self.recv.take();
+        self.driver.send(|| drop(recv));
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -93,18 +218,22 @@ impl http_body::Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
+        let body = &mut *self;
+        let Some(recv) = body.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !body.data_done {
+            match ready!(recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // Read: the plugin may send as much again.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    let _ = recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => self.data_done = true,
+                None => body.data_done = true,
             }
         }
-        match ready!(self.recv.poll_trailers(cx)) {
+        match ready!(recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
             Err(error) => Poll::Ready(Some(Err(error))),
@@ -112,7 +241,7 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
+        self.recv.as_ref().is_none_or(h2::RecvStream::is_end_stream)
     }
 }
 
@@ -147,23 +276,25 @@ pub(super) async fn connect(
         (None, None) => None,
     };
     let stream: Box<dyn Io> = match &handshake.address {
-        PluginAddress::Unix(path) => {
-            Box::new(UnixStream::connect(path).await.map_err(|error| {
-                plugin_error(
-                    name,
-                    format!("cannot connect to {}: {error}", path.display()),
-                )
-            })?)
-        }
-        PluginAddress::Tcp(addr) => {
-            let stream = TcpStream::connect(addr).await.map_err(|error| {
-                plugin_error(name, format!("cannot connect to {addr}: {error}"))
-            })?;
-            stream
-                .set_nodelay(true)
-                .map_err(|error| plugin_error(name, format!("cannot set TCP_NODELAY: {error}")))?;
-            Box::new(stream)
-        }
+        PluginAddress::Unix(path) => Box::new(
+            UnixStream::connect(path)
+                .await
+                .and_then(readable_only_unix)
+                .map_err(|error| {
+                    plugin_error(
+                        name,
+                        format!("cannot connect to {}: {error}", path.display()),
+                    )
+                })?,
+        ),
+        PluginAddress::Tcp(addr) => Box::new(
+            TcpStream::connect(addr)
+                .await
+                .and_then(readable_only_tcp)
+                .map_err(|error| {
+                    plugin_error(name, format!("cannot connect to {addr}: {error}"))
+                })?,
+        ),
     };
     let stream: Box<dyn Io> = match tls {
         None => stream,
@@ -188,14 +319,19 @@ pub(super) async fn connect(
         .handshake::<_, Bytes>(stream)
         .await
         .map_err(|error| plugin_error(name, format!("HTTP/2 handshake failed: {error}")))?;
-    let closed = Arc::new(AtomicBool::new(false));
-    let ended = Arc::clone(&closed);
-    let plugin = name.to_owned();
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%plugin, %error, "connection to the plugin ended");
-        }
-        ended.store(true, Ordering::SeqCst);
+    let waker = Arc::new(DriverWaker {
+        task: AtomicWaker::new(),
+        caller_polling: AtomicBool::new(false),
+        missed: AtomicBool::new(false),
     });
-    Ok(Connection { sender, closed })
+    let driver = Arc::new(Driver {
+        connection: Mutex::new(Some(connection)),
+        shared_waker: futures_util::task::waker(Arc::clone(&waker)),
+        waker,
+        closed: AtomicBool::new(false),
+        plugin: name.to_owned(),
+    });
+    let task = Arc::clone(&driver);
+    tokio::spawn(std::future::poll_fn(move |cx| task.poll_task(cx)));
+    Ok(Connection { sender, driver })
 }

@@ -21,11 +21,11 @@ use crate::proto::go_plugin::{
     self, ConnInfo, StdioData, grpc_broker_server, grpc_controller_server, grpc_stdio_server,
 };
 use crate::proto::v1::{self as pb, cloud_provider_server};
-use crate::wire::Io;
 use crate::wire::{
     APP_PROTOCOL_VERSION, CLIENT_CERT_ENV, CORE_PROTOCOL_VERSION, Handshake, MAGIC_COOKIE_KEY,
     MAGIC_COOKIE_VALUE, PROTOCOL_VERSIONS_ENV, PluginAddress, negotiate,
 };
+use crate::wire::{Io, readable_only_tcp, readable_only_unix};
 use crate::wire::{LaunchIdentity, parse_host_cert};
 use crate::wire::{
     batch_to_wire, change_to_wire, error_to_status, filter_from_wire, id_from_wire, info_to_wire,
@@ -324,12 +324,10 @@ impl Listener {
 
     async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
         match self {
-            Listener::Unix(listener) => Ok(Box::new(listener.accept().await?.0)),
-            Listener::Tcp(listener) => {
-                let (stream, _) = listener.accept().await?;
-                stream.set_nodelay(true)?;
-                Ok(Box::new(stream))
+            Listener::Unix(listener) => {
+                Ok(Box::new(readable_only_unix(listener.accept().await?.0)?))
             }
+            Listener::Tcp(listener) => Ok(Box::new(readable_only_tcp(listener.accept().await?.0)?)),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod convert;
 mod handshake;
+mod stream;
 mod tls;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,6 +18,7 @@ pub(crate) use handshake::{
     CLIENT_CERT_ENV, Handshake, PRIVATE_TMP_ENV, PRIVATE_TMP_PREFIX, PROTOCOL_VERSIONS_ENV,
     negotiate, versions_env_value,
 };
+pub(crate) use stream::{tcp as readable_only_tcp, unix as readable_only_unix};
 pub(crate) use tls::{LaunchIdentity, TLS_SERVER_NAME, parse_host_cert};
 
 /// Any connection, plain or TLS, Unix socket or TCP, as one stream type.
