@@ -64,4 +64,6 @@ pub use index::{
 pub use install::{DEFAULT_LOCK_FILE, Installed, Installer, Verified};
 pub use lock::{LockFile, LockedPlugin, RegistryState};
 pub use publish::Publisher;
+/// The `semver` crate, whose versions and constraints this API takes.
+pub use semver;
 pub use signing::{SigningKey, TrustedKeys};
