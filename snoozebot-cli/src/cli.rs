@@ -55,6 +55,10 @@ SIGHUP: read the keys file again. GET /healthz and /readyz answer without a key.
     /// API keys for `serve`.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Publish plugins: a registry directory of artifacts and a signed index, for any static
+    /// file server, bucket or mirror.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -282,14 +286,124 @@ Examples:
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Check a configured plugin's executable against its trust policy, without running it.
+    /// Check a configured plugin's executable against its trust policy, without running it;
+    /// without a name, check every plugin in the lock file against its locked SHA-256.
     #[command(after_help = "\
 Examples:
-  snoozebot plugins verify aws")]
+  snoozebot plugins verify aws
+  snoozebot plugins verify          (everything installed still matches the lock file)")]
     Verify {
         /// The plugin, by its name in the config file.
+        name: Option<String>,
+    },
+    /// The plugins the configured registries list (their signed indexes).
+    #[command(after_help = "\
+Examples:
+  snoozebot plugins search
+  snoozebot plugins search aws")]
+    Search {
+        /// Only plugins whose name or description contains this.
+        text: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Install a plugin from a registry into the install directory, recorded in the lock file.
+    #[command(after_help = "\
+Examples:
+  snoozebot plugins install aws
+  snoozebot plugins install aws@^1.2 --registry main")]
+    Install {
+        /// `NAME` or `NAME@CONSTRAINT` (semver: `^1.2`, `=1.2.3`, `>=1, <2`).
+        plugin: String,
+        /// Which registry (when the file has several).
+        #[arg(long)]
+        registry: Option<String>,
+    },
+    /// Install newer versions of installed plugins, within a constraint.
+    #[command(after_help = "\
+Examples:
+  snoozebot plugins upgrade           (every installed plugin)
+  snoozebot plugins upgrade aws@^1")]
+    Upgrade {
+        /// `NAME` or `NAME@CONSTRAINT`; none: every plugin in the lock file.
+        plugins: Vec<String>,
+    },
+    /// Remove an installed plugin and its lock file entry.
+    #[command(after_help = "\
+Examples:
+  snoozebot plugins remove aws")]
+    Remove {
+        /// The plugin.
         name: String,
     },
+}
+
+/// `snoozebot registry …`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Make a publisher's signing key: the secret key file (mode 0600), the public key on stdout.
+    #[command(after_help = "\
+Examples:
+  snoozebot registry keygen --out publisher.key")]
+    Keygen {
+        /// The secret key file to write (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a plugin build to a registry directory and publish its index, signed.
+    #[command(
+        disable_version_flag = true,
+        after_help = "\
+Examples:
+  snoozebot registry add ./registry target/release/snoozebot-plugin-aws \\
+      --name aws --version 1.2.0 --key publisher.key"
+    )]
+    Add {
+        /// The registry directory (created if missing).
+        dir: PathBuf,
+        /// The plugin executable.
+        binary: PathBuf,
+        /// The plugin's name (`aws` for `snoozebot-plugin-aws`).
+        #[arg(long)]
+        name: String,
+        /// Its version (semver).
+        #[arg(long)]
+        version: String,
+        /// The platform it is built for (default: this machine's).
+        #[arg(long)]
+        os: Option<String>,
+        /// The architecture it is built for (default: this machine's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// The plugin protocol versions it speaks.
+        #[arg(long = "protocol", default_value = "1")]
+        protocols: Vec<u32>,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Publish the index again, signed: to refresh its expiry, or to sign with new keys.
+    #[command(after_help = "\
+Examples:
+  snoozebot registry sign ./registry --key publisher.key
+  snoozebot registry sign ./registry --key old.key --key new.key   (rotating keys)")]
+    Sign {
+        /// The registry directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+}
+
+/// How an index is signed.
+#[derive(Debug, Args)]
+pub struct SigningArgs {
+    /// A minisign secret key file; repeat to sign with several (while rotating). An encrypted
+    /// key's password comes from `SNOOZEBOT_REGISTRY_KEY_PASSWORD`.
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// How long the index is trusted, in days: clients refuse it afterwards.
+    #[arg(long, default_value_t = 30)]
+    pub valid_days: u64,
 }
 
 /// `snoozebot keys …`.

@@ -60,8 +60,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Plugins(command) => {
             let loaded = config::load(cli.config.as_deref())?;
             init_command_logging(&loaded, cli.verbose);
-            crate::serve::plugins(&loaded, command).await
+            crate::registry::plugins(&loaded, command).await
         }
+        Command::Registry(command) => crate::registry::publish(command),
     }
 }
 

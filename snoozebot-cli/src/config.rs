@@ -31,6 +31,19 @@ pub struct Config {
     /// The providers, by the name they are used by.
     #[serde(default)]
     pub providers: BTreeMap<Spanned<String>, ProviderConfig>,
+    /// Plugin registries, by name (`snoozebot plugins install` and friends).
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+/// `[registries.NAME]`: a plugin registry and the keys its index must be signed by.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `https://…/`, `file:///…/` (a mirror), or `http://` to a loopback address.
+    pub url: String,
+    /// minisign public keys; the index must be signed by one of them.
+    pub keys: Vec<String>,
 }
 
 /// `[server]`.
@@ -135,6 +148,13 @@ pub struct PluginsConfig {
     /// Whether a plugin may be a symlink to a file outside the directories.
     #[serde(default)]
     pub allow_symlinks_outside: bool,
+    /// Where `snoozebot plugins install` puts plugins (default: the first of `dirs`).
+    #[serde(default)]
+    pub install_dir: Option<PathBuf>,
+    /// The lock file (default: `snoozebot-plugins.lock` in the install directory); its hashes
+    /// pin the plugins it lists.
+    #[serde(default)]
+    pub lock_file: Option<PathBuf>,
 }
 
 /// `[providers.NAME]`: which provider, with its settings.

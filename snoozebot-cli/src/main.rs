@@ -15,6 +15,7 @@ mod config;
 mod exit;
 mod output;
 mod providers;
+mod registry;
 mod serve;
 
 use std::process::ExitCode;

@@ -21,6 +21,8 @@ pub fn manager(loaded: &Loaded) -> Result<Arc<PluginManager>> {
     // Each provider gets its own middleware, so the manager adds none of its own.
     let manager = Arc::new(PluginManager::new().with_stack(ProviderStack::new()));
     let directory = plugin_directory(loaded);
+    // The lock file's hashes pin what `snoozebot plugins install` installed.
+    let lock = crate::registry::lock_file(loaded).map_err(Error::from)?;
     for (name, provider) in &loaded.config.providers {
         let name = name.get_ref().clone();
         let stack = stack(provider.middleware())?;
@@ -28,6 +30,10 @@ pub fn manager(loaded: &Loaded) -> Result<Arc<PluginManager>> {
             name: name.clone(),
             base: loaded.base().to_owned(),
             directory: directory.clone(),
+            locked_sha256: lock
+                .plugins
+                .get(name.as_str())
+                .map(|locked| locked.sha256.clone()),
             stack,
         };
         let settings = Arc::new(ProviderSettings::from(provider));
@@ -51,6 +57,35 @@ pub fn plugin_directory(loaded: &Loaded) -> Option<PluginDirectory> {
     let first = dirs.next()?;
     let directory = dirs.fold(PluginDirectory::new(first), PluginDirectory::with_dir);
     Some(directory.allow_symlinks_outside(loaded.config.plugins.allow_symlinks_outside))
+}
+
+/// A plugin's trust policy: its `sha256` pin or the lock file's (they must agree), and its
+/// minisign keys.
+pub fn trust_policy(
+    pinned: Option<&str>,
+    locked: Option<&str>,
+    keys: &[String],
+) -> std::result::Result<TrustPolicy, String> {
+    let mut trust = TrustPolicy::default();
+    match (pinned, locked) {
+        (Some(pinned), Some(locked)) if !pinned.eq_ignore_ascii_case(locked) => {
+            return Err(format!(
+                "sha256 {pinned} is not the lock file's {locked}: remove one"
+            ));
+        }
+        (Some(digest), _) | (None, Some(digest)) => {
+            trust = trust
+                .with_sha256(digest)
+                .map_err(|error| error.to_string())?;
+        }
+        (None, None) => {}
+    }
+    for key in keys {
+        trust = trust
+            .with_minisign_key(key)
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(trust)
 }
 
 /// The middleware of one provider: tracing always; retry unless `retry_attempts = 1`;
@@ -201,6 +236,8 @@ struct Factory {
     name: String,
     base: PathBuf,
     directory: Option<PluginDirectory>,
+    /// The plugin's SHA-256 in the lock file, if `snoozebot plugins install` put it there.
+    locked_sha256: Option<String>,
     stack: ProviderStack,
 }
 
@@ -294,13 +331,12 @@ impl Factory {
         for (key, value) in &plugin.env {
             config = config.with_env(key, self.secret(&format!("env.{key}"), value)?);
         }
-        let mut trust = TrustPolicy::default();
-        if let Some(digest) = &plugin.sha256 {
-            trust = trust.with_sha256(digest)?;
-        }
-        for key in &plugin.minisign_keys {
-            trust = trust.with_minisign_key(key)?;
-        }
+        let trust = trust_policy(
+            plugin.sha256.as_deref(),
+            self.locked_sha256.as_deref(),
+            &plugin.minisign_keys,
+        )
+        .map_err(|message| self.config_error(message))?;
         config = config.with_trust(trust);
         if let Some(timeout) = plugin.start_timeout {
             config = config.with_start_timeout(timeout);

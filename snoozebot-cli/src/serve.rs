@@ -259,6 +259,9 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
         ));
     };
     let found = snoozebot_core::manager::ProviderSource::discover(&directory).await;
+    let lock = crate::registry::lock_file(loaded)
+        .map_err(|error| Failure::from_error("lock file", &error.into()))?;
+    let locked = |name: &str| lock.plugins.get(name).map(|plugin| plugin.sha256.as_str());
     let configured: Vec<(&String, &crate::config::PluginSettings)> = loaded
         .config
         .providers
@@ -303,7 +306,7 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                         Ok(_) => {
                             let path = candidate.path.clone();
                             let verdict = match &path {
-                                Some(path) => verify(settings, path).await,
+                                Some(path) => verify(settings, locked(name), path).await,
                                 None => Err("no file".to_owned()),
                             };
                             (path, verdict)
@@ -314,7 +317,7 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                 rows.push(json!({
                     "name": name,
                     "path": path,
-                    "trust": trust_summary(settings),
+                    "trust": trust_summary(settings, locked(name)),
                     "verdict": match &verdict { Ok(()) => "ok".to_owned(), Err(reason) => reason.clone() },
                 }));
             }
@@ -325,7 +328,15 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                 Outcome::Done
             })
         }
-        PluginsCommand::Verify { name } => {
+        PluginsCommand::Verify { name: None }
+        | PluginsCommand::Search { .. }
+        | PluginsCommand::Install { .. }
+        | PluginsCommand::Upgrade { .. }
+        | PluginsCommand::Remove { .. } => Err(Failure::new(
+            Outcome::Usage,
+            "a registry command, run by crate::registry::plugins",
+        )),
+        PluginsCommand::Verify { name: Some(name) } => {
             let Some((_, settings)) = configured
                 .iter()
                 .find(|(configured, _)| **configured == name)
@@ -345,12 +356,12 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
                     format!("no executable snoozebot-plugin-{name} in the plugin directories"),
                 ));
             };
-            match verify(settings, &path).await {
+            match verify(settings, locked(&name), &path).await {
                 Ok(()) => {
                     println!(
                         "{name}: {} passes its trust policy ({})",
                         path.display(),
-                        trust_summary(settings)
+                        trust_summary(settings, locked(&name))
                     );
                     Ok(Outcome::Done)
                 }
@@ -360,8 +371,11 @@ pub async fn plugins(loaded: &Loaded, command: PluginsCommand) -> Result<Outcome
     }
 }
 
-fn trust_summary(settings: &crate::config::PluginSettings) -> String {
-    match (&settings.sha256, settings.minisign_keys.len()) {
+fn trust_summary(settings: &crate::config::PluginSettings, locked: Option<&str>) -> String {
+    match (
+        settings.sha256.as_deref().or(locked),
+        settings.minisign_keys.len(),
+    ) {
         (None, 0) => "none (runs any binary)".to_owned(),
         (Some(_), 0) => "sha256 pin".to_owned(),
         (None, keys) => format!("minisign ({keys} key{})", if keys == 1 { "" } else { "s" }),
@@ -374,20 +388,10 @@ fn trust_summary(settings: &crate::config::PluginSettings) -> String {
 
 async fn verify(
     settings: &crate::config::PluginSettings,
+    locked: Option<&str>,
     path: &std::path::Path,
 ) -> Result<(), String> {
-    let mut policy = snoozebot_plugin::TrustPolicy::default();
-    if let Some(digest) = &settings.sha256 {
-        policy = policy
-            .with_sha256(digest)
-            .map_err(|error| error.to_string())?;
-    }
-    for key in &settings.minisign_keys {
-        policy = policy
-            .with_minisign_key(key)
-            .map_err(|error| error.to_string())?;
-    }
-    policy
+    crate::providers::trust_policy(settings.sha256.as_deref(), locked, &settings.minisign_keys)?
         .verify(path)
         .await
         .map_err(|error| error.message().to_owned())

@@ -760,3 +760,106 @@ fn a_cloud_that_cannot_be_reached_exits_4_and_says_so_in_one_line() {
         text(&out.stderr)
     );
 }
+
+/// The operator's two commands: publish the AWS plugin to a registry directory, install it
+/// from there (a `file://` mirror) into another plugin directory; then the lock file pins it.
+#[test]
+fn the_aws_plugin_is_published_and_installed_with_two_commands_and_pinned_by_the_lock_file() {
+    let plugin = binaries().join("snoozebot-plugin-aws");
+    assert!(
+        plugin.exists(),
+        "{} is missing: cargo build -p snoozebot-aws --features plugin (scripts/test builds it)",
+        plugin.display()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = run(
+        work.path(),
+        &["registry", "keygen", "--out", "publisher.key"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let public_key = text(&out.stdout).trim().to_owned();
+    let again = run(
+        work.path(),
+        &["registry", "keygen", "--out", "publisher.key"],
+    );
+    expect_failure(&again, 1, "publisher.key");
+
+    // Publisher: one command.
+    let out = run(
+        work.path(),
+        &[
+            "registry",
+            "add",
+            "registry",
+            plugin.to_str().unwrap(),
+            "--name",
+            "aws",
+            "--version",
+            "0.1.0",
+            "--key",
+            "publisher.key",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("aws 0.1.0"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let config = format!(
+        r#"
+[plugins]
+dirs = ["plugins"]
+
+[registries.main]
+url = "file://{registry}"
+keys = ["{public_key}"]
+
+[providers.aws]
+kind = "plugin"
+"#,
+        registry = work.path().join("registry").display(),
+    );
+    std::fs::write(work.path().join("snoozebot.toml"), config).unwrap();
+    let search = run(work.path(), &["plugins", "search", "-o", "json"]);
+    assert_eq!(search.status.code(), Some(0), "{}", text(&search.stderr));
+    assert!(
+        text(&search.stdout).contains("\"latest\":\"0.1.0\""),
+        "{}",
+        text(&search.stdout)
+    );
+
+    // Operator: one command.
+    let out = run(work.path(), &["plugins", "install", "aws@^0.1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let installed = work.path().join("plugins/snoozebot-plugin-aws");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&plugin).unwrap()
+    );
+    let lock = std::fs::read_to_string(work.path().join("plugins/snoozebot-plugins.lock")).unwrap();
+    assert!(lock.contains(&public_key), "{lock}");
+    let verify = run(work.path(), &["plugins", "verify"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stdout));
+    let verify = run(work.path(), &["plugins", "verify", "aws"]);
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+
+    // Changed on disk: the lock file's pin refuses it.
+    let mut bytes = std::fs::read(&installed).unwrap();
+    bytes.extend_from_slice(b"patched");
+    std::fs::write(&installed, bytes).unwrap();
+    let verify = run(work.path(), &["plugins", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(
+        text(&verify.stdout).contains("was changed"),
+        "{}",
+        text(&verify.stdout)
+    );
+    let verify = run(work.path(), &["plugins", "verify", "aws"]);
+    expect_failure(&verify, 1, "not the pinned one");
+
+    let out = run(work.path(), &["plugins", "remove", "aws"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!installed.exists());
+}
