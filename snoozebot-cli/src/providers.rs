@@ -46,17 +46,25 @@ pub fn manager(loaded: &Loaded) -> Result<Arc<PluginManager>> {
     Ok(manager)
 }
 
-/// The plugin directories of the file, relative ones resolved against its directory.
+/// The plugin directories of the file, relative ones resolved against its directory, and
+/// after them the install directory when it is not one of them.
 pub fn plugin_directory(loaded: &Loaded) -> Option<PluginDirectory> {
-    let mut dirs = loaded
-        .config
-        .plugins
+    let plugins = &loaded.config.plugins;
+    let mut dirs: Vec<std::path::PathBuf> = plugins
         .dirs
         .iter()
-        .map(|dir| loaded.base().join(dir));
+        .map(|dir| loaded.base().join(dir))
+        .collect();
+    if let Some(install) = &plugins.install_dir {
+        let install = loaded.base().join(install);
+        if !dirs.contains(&install) {
+            dirs.push(install);
+        }
+    }
+    let mut dirs = dirs.into_iter();
     let first = dirs.next()?;
     let directory = dirs.fold(PluginDirectory::new(first), PluginDirectory::with_dir);
-    Some(directory.allow_symlinks_outside(loaded.config.plugins.allow_symlinks_outside))
+    Some(directory.allow_symlinks_outside(plugins.allow_symlinks_outside))
 }
 
 /// A plugin's trust policy: its `sha256` pin or the lock file's (they must agree), and its

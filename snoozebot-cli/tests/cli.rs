@@ -810,7 +810,8 @@ fn the_aws_plugin_is_published_and_installed_with_two_commands_and_pinned_by_the
     let config = format!(
         r#"
 [plugins]
-dirs = ["plugins"]
+dirs = ["builtin"]
+install_dir = "plugins"
 
 [registries.main]
 url = "file://{registry}"
@@ -822,6 +823,7 @@ kind = "plugin"
         registry = work.path().join("registry").display(),
     );
     std::fs::write(work.path().join("snoozebot.toml"), config).unwrap();
+    std::fs::create_dir(work.path().join("builtin")).unwrap();
     let search = run(work.path(), &["plugins", "search", "-o", "json"]);
     assert_eq!(search.status.code(), Some(0), "{}", text(&search.stderr));
     assert!(

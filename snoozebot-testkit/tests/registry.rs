@@ -401,6 +401,10 @@ async fn a_download_cut_off_is_retried_and_one_that_always_is_installs_nothing()
     world.publish("mock", "1.0.0", Platform::current(), DAY);
     let installer = world.installer();
 
+    // What an installer killed mid-download left behind.
+    std::fs::create_dir_all(installer.dir()).unwrap();
+    let abandoned = installer.dir().join(".snoozebot-partial-mock-99999");
+    std::fs::write(&abandoned, b"half a plugin").unwrap();
     world.server.drop_downloads("snoozebot-plugin-mock", 1);
     installer
         .install(&world.registry(), "mock", &any(), &mut |_, _| {})
@@ -409,6 +413,10 @@ async fn a_download_cut_off_is_retried_and_one_that_always_is_installs_nothing()
     assert_eq!(
         installer.verify().unwrap(),
         [("mock".to_owned(), Verified::Intact)]
+    );
+    assert!(
+        !abandoned.exists(),
+        "the next install did not remove a killed one's leftovers"
     );
     assert!(installer.remove("mock").await.unwrap());
 
