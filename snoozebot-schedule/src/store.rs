@@ -1,0 +1,419 @@
+//! The state store and audit trail: what each run remembers of each instance, and every action
+//! taken (when, which instance, schedule, reason, outcome, error). [`SqliteStore`] is embedded
+//! and needs no set-up; [`MemoryStore`] is for tests and one-off plans.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use snoozebot_core::InstanceId;
+
+use crate::plan::Remembered;
+
+/// A store that failed: what failed, in words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("schedule store: {0}")]
+pub struct StoreError(pub String);
+
+/// One recorded action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When it was applied.
+    pub at: Timestamp,
+    /// The run it belongs to.
+    pub run: String,
+    /// The provider.
+    pub provider: String,
+    /// The instance.
+    pub instance: String,
+    /// The schedule.
+    pub schedule: String,
+    /// `start`, `stop`, `stop (hibernate)`, …
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// What a run leaves behind.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    /// Its id (a timestamp-based name).
+    pub id: String,
+    /// The actions applied.
+    pub events: Vec<AuditEvent>,
+    /// What to remember per (provider, instance) from now on.
+    pub remember: Vec<(String, InstanceId, Remembered)>,
+}
+
+/// Where runs keep their memory and their audit trail.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// What earlier runs remember of `provider`'s instances.
+    async fn remembered(
+        &self,
+        provider: &str,
+    ) -> Result<HashMap<InstanceId, Remembered>, StoreError>;
+    /// Records a run: its events and its memory, in one transaction.
+    async fn commit(&self, run: &RunRecord) -> Result<(), StoreError>;
+    /// The latest `limit` events, newest first.
+    async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// A store in memory: nothing survives the process.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    remembered: HashMap<(String, InstanceId), Remembered>,
+    events: Vec<AuditEvent>,
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn remembered(
+        &self,
+        provider: &str,
+    ) -> Result<HashMap<InstanceId, Remembered>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .remembered
+            .iter()
+            .filter(|((p, _), _)| p == provider)
+            .map(|((_, id), remembered)| (id.clone(), *remembered))
+            .collect())
+    }
+
+    async fn commit(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for (provider, id, remembered) in &run.remember {
+            inner
+                .remembered
+                .insert((provider.clone(), id.clone()), *remembered);
+        }
+        inner.events.extend(run.events.iter().cloned());
+        Ok(())
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner.events.iter().rev().take(limit).cloned().collect())
+    }
+}
+
+/// The migrations, in order; each runs once, in a transaction, and is recorded in
+/// `schema_migrations`.
+const MIGRATIONS: &[&str] = &[
+    // 1: memory and the audit trail.
+    "CREATE TABLE memory (
+         provider TEXT NOT NULL,
+         instance TEXT NOT NULL,
+         transition_ms INTEGER,
+         retained INTEGER NOT NULL DEFAULT 0,
+         kept INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (provider, instance)
+     );
+     CREATE TABLE events (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         at_ms INTEGER NOT NULL,
+         run TEXT NOT NULL,
+         provider TEXT NOT NULL,
+         instance TEXT NOT NULL,
+         schedule TEXT NOT NULL,
+         action TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         outcome TEXT NOT NULL,
+         error TEXT
+     );
+     CREATE INDEX events_at ON events (at_ms);",
+];
+
+/// SQLite, embedded: one file, no server, migrated on open.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn sql_error(error: rusqlite::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = rusqlite::Connection::open(path)
+            .map_err(|error| StoreError(format!("{}: {error}", path.display())))?;
+        Self::migrated(connection)
+    }
+
+    /// A database in memory (for tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::migrated(rusqlite::Connection::open_in_memory().map_err(sql_error)?)
+    }
+
+    fn migrated(mut connection: rusqlite::Connection) -> Result<Self, StoreError> {
+        // Several processes may share the file: wait for each other's writes, log ahead.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_error)?;
+        let transaction = connection.transaction().map_err(sql_error)?;
+        transaction
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
+                [],
+            )
+            .map_err(sql_error)?;
+        let applied: i64 = transaction
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql_error)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            if version <= applied {
+                continue;
+            }
+            transaction.execute_batch(migration).map_err(sql_error)?;
+            transaction
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES (?1)",
+                    [version],
+                )
+                .map_err(sql_error)?;
+        }
+        if applied > MIGRATIONS.len() as i64 {
+            return Err(StoreError(format!(
+                "the database is at schema version {applied}, newer than this version knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        transaction.commit().map_err(sql_error)?;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut connection).map_err(sql_error)
+        })
+        .await
+        .map_err(|error| StoreError(format!("the store's thread failed: {error}")))?
+    }
+}
+
+fn to_ms(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+fn from_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn remembered(
+        &self,
+        provider: &str,
+    ) -> Result<HashMap<InstanceId, Remembered>, StoreError> {
+        let provider = provider.to_owned();
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT instance, transition_ms, retained, kept FROM memory WHERE provider = ?1",
+            )?;
+            let rows = statement.query_map([&provider], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, bool>(2)?,
+                    row.get::<_, bool>(3)?,
+                ))
+            })?;
+            let mut remembered = HashMap::new();
+            for row in rows {
+                let (instance, transition, retained, kept) = row?;
+                // An id that no longer parses is forgotten, not fatal.
+                if let Ok(id) = InstanceId::new(instance) {
+                    remembered.insert(
+                        id,
+                        Remembered {
+                            transition: transition.map(from_ms),
+                            retained,
+                            kept,
+                        },
+                    );
+                }
+            }
+            Ok(remembered)
+        })
+        .await
+    }
+
+    async fn commit(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let run = run.clone();
+        self.with(move |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut remember = transaction.prepare_cached(
+                    "INSERT INTO memory (provider, instance, transition_ms, retained, kept)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (provider, instance) DO UPDATE
+                     SET transition_ms = excluded.transition_ms, retained = excluded.retained,
+                         kept = excluded.kept",
+                )?;
+                for (provider, id, remembered) in &run.remember {
+                    remember.execute(rusqlite::params![
+                        provider,
+                        id.as_str(),
+                        remembered.transition.map(to_ms),
+                        remembered.retained,
+                        remembered.kept
+                    ])?;
+                }
+                let mut event = transaction.prepare_cached(
+                    "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for e in &run.events {
+                    event.execute(rusqlite::params![
+                        to_ms(e.at),
+                        e.run,
+                        e.provider,
+                        e.instance,
+                        e.schedule,
+                        e.action,
+                        e.reason,
+                        e.outcome,
+                        e.error
+                    ])?;
+                }
+            }
+            transaction.commit()
+        })
+        .await
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT at_ms, run, provider, instance, schedule, action, reason, outcome, error
+                 FROM events ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| {
+                Ok(AuditEvent {
+                    at: from_ms(row.get(0)?),
+                    run: row.get(1)?,
+                    provider: row.get(2)?,
+                    instance: row.get(3)?,
+                    schedule: row.get(4)?,
+                    action: row.get(5)?,
+                    reason: row.get(6)?,
+                    outcome: row.get(7)?,
+                    error: row.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(run: &str, instance: &str) -> AuditEvent {
+        AuditEvent {
+            at: "2026-12-01T19:00:00Z".parse().unwrap(),
+            run: run.into(),
+            provider: "mock".into(),
+            instance: instance.into(),
+            schedule: "office".into(),
+            action: "stop".into(),
+            reason: "stopped since 2026-12-01 19:00 (UTC)".into(),
+            outcome: "ok".into(),
+            error: None,
+        }
+    }
+
+    async fn round_trip(store: &dyn Store) {
+        let id = InstanceId::new("mock-0001").unwrap();
+        let remembered = Remembered {
+            transition: Some("2026-12-01T19:00:00Z".parse().unwrap()),
+            retained: true,
+            kept: false,
+        };
+        store
+            .commit(&RunRecord {
+                id: "r1".into(),
+                events: vec![event("r1", "mock-0001"), event("r1", "mock-0002")],
+                remember: vec![("mock".into(), id.clone(), remembered)],
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.remembered("mock").await.unwrap()[&id], remembered);
+        assert!(store.remembered("other").await.unwrap().is_empty());
+        let mut failed = event("r2", "mock-0003");
+        failed.outcome = "failed".into();
+        failed.error = Some("throttled".into());
+        store
+            .commit(&RunRecord {
+                id: "r2".into(),
+                events: vec![failed.clone()],
+                remember: vec![],
+            })
+            .await
+            .unwrap();
+        let history = store.history(2).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0], failed);
+    }
+
+    #[tokio::test]
+    async fn both_stores_remember_and_keep_the_trail() {
+        round_trip(&MemoryStore::default()).await;
+        round_trip(&SqliteStore::in_memory().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_database_file_keeps_its_data_and_migrates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedule.db");
+        round_trip(&SqliteStore::open(&path).unwrap()).await;
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.history(10).await.unwrap().len(), 3);
+        // A database from a newer version is refused rather than misread.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute("INSERT INTO schema_migrations (version) VALUES (99)", [])
+            .unwrap();
+        drop(connection);
+        let error = SqliteStore::open(&path).unwrap_err();
+        assert!(error.0.contains("newer"), "{error}");
+    }
+}
