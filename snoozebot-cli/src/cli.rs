@@ -55,6 +55,9 @@ SIGHUP: read the keys file again. GET /healthz and /readyz answer without a key.
     /// API keys for `serve`.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Plan and apply the schedules: stop what is out of hours, start what is in.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Publish plugins: a registry directory of artifacts and a signed index, for any static
     /// file server, bucket or mirror.
     #[command(subcommand)]
@@ -336,6 +339,56 @@ Examples:
         /// The plugin.
         name: String,
     },
+}
+
+/// `snoozebot schedule …`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// What a run would do now: each scheduled instance, its state, the state wanted, why,
+    /// and the action. Nothing is changed.
+    #[command(after_help = "\
+Examples:
+  snoozebot schedule plan
+  snoozebot schedule plan -o json
+  snoozebot schedule plan --at 2026-12-07T07:30:00+01:00   (what Monday morning would do)")]
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Plan, then apply: the providers' batch calls, every action recorded in the store.
+    #[command(after_help = "\
+Examples:
+  snoozebot schedule apply                (from cron, or a Kubernetes CronJob)")]
+    Apply {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The latest recorded actions, newest first.
+    #[command(after_help = "\
+Examples:
+  snoozebot schedule history --limit 20")]
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// What a schedule run covers.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only this provider (repeat for several; default: all).
+    #[arg(long = "provider", short = 'p')]
+    pub providers: Vec<String>,
+    /// Plan as if it were this moment (RFC 3339), to preview a change of period.
+    #[arg(long)]
+    pub at: Option<String>,
 }
 
 /// `snoozebot registry …`.

@@ -63,6 +63,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
             crate::registry::plugins(&loaded, command).await
         }
         Command::Registry(command) => crate::registry::publish(command),
+        Command::Schedule(command) => {
+            let loaded = config::load(cli.config.as_deref())?;
+            init_command_logging(&loaded, cli.verbose);
+            crate::schedule::run(&loaded, command).await
+        }
     }
 }
 

@@ -34,6 +34,88 @@ pub struct Config {
     /// Plugin registries, by name (`snoozebot plugins install` and friends).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// Named schedules, selected by the scheduler's tag (`snoozebot-schedule = NAME`).
+    #[serde(default)]
+    pub schedules: BTreeMap<Spanned<String>, ScheduleConfig>,
+    /// How schedules are applied (`snoozebot schedule plan|apply`).
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+/// `[schedules.NAME]`: when instances that select it run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The time zone (IANA: `Europe/Berlin`; default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// When instances run: `DAYS HH:MM-HH:MM` (`Mon-Fri 08:00-19:00`).
+    pub periods: Vec<String>,
+    /// Dates (`YYYY-MM-DD`) instances are stopped all day.
+    #[serde(default)]
+    pub days_off: Vec<String>,
+    /// Stop instances started by hand out of hours, start those stopped by hand in hours.
+    #[serde(default)]
+    pub enforced: bool,
+    /// Do not stop at a period's end what was started by hand before it began.
+    #[serde(default)]
+    pub retain_running: bool,
+    /// How to stop (`stop`, `hibernate`, `suspend`, `deallocate`; default: the provider's).
+    #[serde(default)]
+    pub stop_mode: Option<snoozebot_core::StopMode>,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// The tag naming an instance's schedule (default `snoozebot-schedule`); its value is a
+    /// schedule's name or an inline schedule (`Mon-Fri 08:00-19:00 Europe/Berlin`).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The zone of inline schedules that name none (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Inline schedules are enforced.
+    #[serde(default)]
+    pub enforced: bool,
+    /// The SQLite database of the state and audit trail (default `snoozebot-schedule.db`
+    /// beside the config file).
+    #[serde(default)]
+    pub store: Option<PathBuf>,
+    /// At most this many actions a run (default 1000).
+    #[serde(default)]
+    pub max_actions_per_run: Option<usize>,
+    /// At most this many actions per provider a run (default 500).
+    #[serde(default)]
+    pub max_actions_per_provider: Option<usize>,
+    /// Cloud Custodian's offhours tags, read as Custodian reads them.
+    #[serde(default)]
+    pub custodian: Option<CustodianSettings>,
+}
+
+/// `[scheduler.custodian]`: the values of Custodian's `offhour`/`onhour` policy filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodianSettings {
+    /// The tag (Custodian's default `maid_offhours`).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// `default_tz` (default `et`).
+    #[serde(default)]
+    pub default_tz: Option<String>,
+    /// `onhour` (default 7).
+    #[serde(default)]
+    pub onhour: Option<u8>,
+    /// `offhour` (default 19).
+    #[serde(default)]
+    pub offhour: Option<u8>,
+    /// `weekends`: off over the weekend (default true).
+    #[serde(default)]
+    pub weekends: Option<bool>,
+    /// Enforce these schedules.
+    #[serde(default)]
+    pub enforced: bool,
 }
 
 /// `[registries.NAME]`: a plugin registry and the keys its index must be signed by.
@@ -512,6 +594,7 @@ pub fn parse(path: PathBuf, text: String) -> Result<Loaded, ConfigError> {
 
 /// The checks the schema cannot make, each pointing at the provider it is about.
 fn check(loaded: &Loaded) -> Result<(), ConfigError> {
+    crate::schedule::schedules(loaded)?;
     let server = &loaded.config.server;
     if server.tls_cert.is_some() != server.tls_key.is_some() {
         return Err(ConfigError(format!(

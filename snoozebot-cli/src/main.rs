@@ -16,6 +16,7 @@ mod exit;
 mod output;
 mod providers;
 mod registry;
+mod schedule;
 mod serve;
 
 use std::process::ExitCode;

@@ -29,6 +29,8 @@ mod select;
 mod spec;
 pub mod store;
 
+/// The `jiff` crate, whose timestamps and dates this API takes.
+pub use jiff;
 pub use parse::{
     CustodianDefaults, CustodianTag, parse_custodian, parse_inline, parse_period, parse_time,
     parse_weekdays,

@@ -1,0 +1,235 @@
+//! `snoozebot schedule` against moto: a config with two schedules, a fleet tagged with both
+//! native and Custodian-style tags, planned, applied and planned again empty.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use aws_sdk_ec2::types::{InstanceStateName, Tag};
+use serde_json::Value;
+use support::{config_dir, json_lines, run, text};
+
+/// moto's EC2 server, as the AWS crate's tests start it.
+#[path = "../../snoozebot-aws/tests/support/mod.rs"]
+mod moto;
+
+/// Tuesday 1 December 2026, 23:00 UTC: midnight in Berlin, after 22:00 and after 18:00.
+const NIGHT: &str = "2026-12-01T23:00:00Z";
+/// Wednesday 2 December 2026, 08:30 UTC: 09:30 in Berlin, 08:30 in London.
+const MORNING: &str = "2026-12-02T08:30:00Z";
+
+#[tokio::test]
+async fn two_schedules_and_custodian_tags_are_planned_applied_and_planned_again_empty() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let tag = |ids: Vec<snoozebot_core::InstanceId>, key: &'static str, value: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .create_tags()
+                .set_resources(Some(ids.iter().map(|id| id.to_string()).collect()))
+                .tags(Tag::builder().key(key).value(value).build())
+                .send()
+                .await
+                .unwrap();
+            ids
+        }
+    };
+    let office = tag(
+        moto.launch(client, 2, "office", "x").await,
+        "snoozebot-schedule",
+        "office",
+    )
+    .await;
+    let lab = tag(
+        moto.launch(client, 2, "lab", "x").await,
+        "snoozebot-schedule",
+        "lab",
+    )
+    .await;
+    let inline = tag(
+        moto.launch(client, 1, "inline", "x").await,
+        "snoozebot-schedule",
+        "Mon-Fri 09:00-17:00 Europe/London",
+    )
+    .await;
+    let custodian = tag(
+        moto.launch(client, 2, "custodian", "x").await,
+        "maid_offhours",
+        "off=(M-F,18);on=(M-F,8);tz=utc",
+    )
+    .await;
+    let opted_out = tag(
+        moto.launch(client, 1, "opted-out", "x").await,
+        "maid_offhours",
+        "off",
+    )
+    .await;
+    let free = moto.launch(client, 2, "free", "x").await;
+
+    let dir = config_dir(&format!(
+        r#"
+[providers.aws]
+kind = "aws"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access_key_id = "testing"
+secret_access_key = "testing"
+
+[schedules.office]
+timezone = "Europe/Berlin"
+periods = ["Mon-Fri 08:00-19:00"]
+days_off = ["2026-12-25"]
+
+[schedules.lab]
+periods = ["Mon-Sat 06:00-22:00"]
+enforced = true
+
+[scheduler]
+store = "state/schedule.db"
+
+[scheduler.custodian]
+default_tz = "utc"
+"#,
+        endpoint = moto.endpoint,
+    ));
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let out = run(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let plan = |at: &str| {
+        let out = run(dir.path(), &["schedule", "plan", "--at", at, "-o", "jsonl"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        json_lines(&out.stdout)
+    };
+    let acting = |items: &[Value]| -> Vec<(String, String)> {
+        let mut acting: Vec<(String, String)> = items
+            .iter()
+            .filter(|item| item["action"] != "none")
+            .map(|item| {
+                (
+                    item["id"].as_str().unwrap().to_owned(),
+                    item["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        acting.sort();
+        acting
+    };
+    let mut scheduled: Vec<String> = office
+        .iter()
+        .chain(&lab)
+        .chain(&inline)
+        .chain(&custodian)
+        .map(|id| id.to_string())
+        .collect();
+    scheduled.sort();
+
+    let night = plan(NIGHT);
+    assert_eq!(
+        night.len(),
+        7,
+        "only the scheduled instances are planned: {night:?}"
+    );
+    let stops: Vec<(String, String)> = scheduled
+        .iter()
+        .map(|id| (id.clone(), "stop".to_owned()))
+        .collect();
+    assert_eq!(acting(&night), stops);
+
+    let out = run(
+        dir.path(),
+        &["schedule", "apply", "--at", NIGHT, "-o", "jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("applied 7 of 7 actions"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        json_lines(&out.stdout)
+            .iter()
+            .all(|row| row["outcome"] == "ok")
+    );
+
+    let again = plan(NIGHT);
+    assert!(acting(&again).is_empty(), "{again:?}");
+
+    let history = run(dir.path(), &["schedule", "history", "-o", "jsonl"]);
+    assert_eq!(
+        json_lines(&history.stdout).len(),
+        7,
+        "{}",
+        text(&history.stderr)
+    );
+
+    // Untouched: opted out and untagged.
+    let untouched: Vec<String> = opted_out
+        .iter()
+        .chain(&free)
+        .map(|id| id.to_string())
+        .collect();
+    let described = client
+        .describe_instances()
+        .set_instance_ids(Some(untouched))
+        .send()
+        .await
+        .unwrap();
+    for reservation in described.reservations() {
+        for instance in reservation.instances() {
+            assert_eq!(
+                instance.state().and_then(|state| state.name()),
+                Some(&InstanceStateName::Running),
+                "{:?} was touched",
+                instance.instance_id()
+            );
+        }
+    }
+
+    // The morning: office (09:30 in Berlin), lab and Custodian start; inline waits for 09:00
+    // in London.
+    let morning = plan(MORNING);
+    let mut starts: Vec<String> = office
+        .iter()
+        .chain(&lab)
+        .chain(&custodian)
+        .map(|id| id.to_string())
+        .collect();
+    starts.sort();
+    let expected: Vec<(String, String)> = starts
+        .into_iter()
+        .map(|id| (id, "start".to_owned()))
+        .collect();
+    assert_eq!(acting(&morning), expected);
+}
+
+#[test]
+fn a_schedule_that_does_not_read_is_a_config_error_naming_it() {
+    for (schedule, words) in [
+        (
+            "periods = [\"Mon-Fry 08:00-19:00\"]",
+            "schedules.office: \"Mon-Fry 08:00-19:00\"",
+        ),
+        (
+            "periods = [\"Mon-Fri 08:00-19:00\"]\ntimezone = \"Mars/Olympus\"",
+            "not a time zone",
+        ),
+        (
+            "periods = [\"Mon-Fri 08:00-19:00\"]\ndays_off = [\"25.12.2026\"]",
+            "not a date",
+        ),
+        ("periods = []", "has no period"),
+    ] {
+        let dir = config_dir(&format!(
+            "[providers.fleet]\nkind = \"mock\"\n\n[schedules.office]\n{schedule}\n"
+        ));
+        let out = run(dir.path(), &["config", "check"]);
+        support::expect_failure(&out, 3, words);
+        assert!(
+            text(&out.stderr).contains("snoozebot.toml:4"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
