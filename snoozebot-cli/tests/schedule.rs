@@ -233,3 +233,36 @@ fn a_schedule_that_does_not_read_is_a_config_error_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_provider_that_cannot_be_listed_is_exit_4_and_the_others_are_still_planned() {
+    let dir = config_dir(
+        r#"
+[providers.fleet]
+kind = "mock"
+instances = 2
+
+[providers.gone]
+kind = "aws"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:1"
+access_key_id = "testing"
+secret_access_key = "testing"
+
+[providers.gone.middleware]
+retry_attempts = 1
+timeout = "5s"
+"#,
+    );
+    let out = run(dir.path(), &["schedule", "plan"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not reached: gone"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(dir.path(), &["schedule", "plan", "--provider", "fleet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(dir.path(), &["schedule", "plan", "--provider", "nowhere"]);
+    support::expect_failure(&out, 2, "no provider \"nowhere\"");
+}
