@@ -33,6 +33,9 @@ pub(crate) struct Caller {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) manager: Arc<PluginManager>,
+    /// The scheduler behind the schedule routes, if this server runs schedules.
+    #[cfg(feature = "schedules")]
+    pub(crate) scheduler: Option<Arc<snoozebot_schedule::Scheduler>>,
     /// [`HttpOptions::load_registered_on_use`](crate::HttpOptions::load_registered_on_use).
     pub(crate) load_registered_on_use: bool,
     /// The OpenAPI document, serialized once.

@@ -24,6 +24,8 @@
 //! | `POST /api/plugins/load`, `POST /api/plugins/unload` | admin |
 //! | `GET /api/providers/{name}/instances[/{id}]` | reader |
 //! | `POST /api/providers/{name}/instances/{id}/stop`, `.../start`, `.../instances/stop`, `.../instances/start` | operator |
+//! | `GET /api/schedules`, `GET /api/schedules/plan`, `GET /api/schedules/history` (feature `schedules`) | reader |
+//! | `POST /api/schedules/apply` (feature `schedules`) | operator |
 //! | `GET /api/openapi.json` | none |
 //!
 //! A key is sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`. No key, or an unknown
@@ -49,6 +51,8 @@ mod api;
 mod auth;
 mod problem;
 mod refusals;
+#[cfg(feature = "schedules")]
+mod schedules;
 mod serve;
 mod tls;
 
@@ -112,6 +116,10 @@ pub struct HttpOptions {
     /// request names it, instead of answering `404` (default off: an admin loads providers).
     /// Providers only a source offers (plugin directories) are never loaded this way.
     pub load_registered_on_use: bool,
+    /// The scheduler the schedule routes (`/api/schedules…`) answer from; without one they
+    /// answer `404`.
+    #[cfg(feature = "schedules")]
+    pub scheduler: Option<Arc<snoozebot_schedule::Scheduler>>,
 }
 
 impl Default for HttpOptions {
@@ -126,6 +134,8 @@ impl Default for HttpOptions {
             max_page_size: 500,
             max_batch: 500,
             load_registered_on_use: false,
+            #[cfg(feature = "schedules")]
+            scheduler: None,
         }
     }
 }
@@ -166,6 +176,13 @@ impl HttpOptions {
         self.load_registered_on_use = load;
         self
     }
+
+    /// Answers the schedule routes from `scheduler`.
+    #[cfg(feature = "schedules")]
+    pub fn with_scheduler(mut self, scheduler: Arc<snoozebot_schedule::Scheduler>) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -179,6 +196,7 @@ impl HttpOptions {
     tags(
         (name = "plugins", description = "Providers: discover, load, unload, health"),
         (name = "instances", description = "Instances of a loaded provider: list, get, stop, start"),
+        (name = "schedules", description = "Schedules (feature schedules): the schedules, the plan now, applying it, the history"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -474,7 +492,7 @@ async fn method_not_allowed(request: Request) -> Response {
 
 /// The routes and their document, before the state and the layers.
 fn routes() -> (Router<AppState>, OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api::list_plugins))
         .routes(routes!(api::discover))
         .routes(routes!(api::load))
@@ -486,8 +504,14 @@ fn routes() -> (Router<AppState>, OpenApi) {
         .routes(routes!(api::start_instance))
         .routes(routes!(api::stop_instances))
         .routes(routes!(api::start_instances))
-        .routes(routes!(openapi_json))
-        .split_for_parts();
+        .routes(routes!(openapi_json));
+    #[cfg(feature = "schedules")]
+    let router = router
+        .routes(routes!(schedules::list_schedules))
+        .routes(routes!(schedules::plan))
+        .routes(routes!(schedules::apply))
+        .routes(routes!(schedules::history));
+    let (router, openapi) = router.split_for_parts();
     (router, document(openapi))
 }
 
@@ -521,6 +545,8 @@ pub fn router_with_keys(
     let document = Arc::new(serde_json::to_string(&openapi).unwrap_or_else(|_| "{}".to_owned()));
     let state = AppState {
         manager,
+        #[cfg(feature = "schedules")]
+        scheduler: options.scheduler.clone(),
         load_registered_on_use: options.load_registered_on_use,
         document,
         limits: Limits {
@@ -584,6 +610,18 @@ mod tests {
             Some(Some(Role::Operator))
         );
         assert_eq!(role(Method::GET, "/api/openapi.json"), Some(None));
-        assert_eq!(table.len(), 12);
+        #[cfg(feature = "schedules")]
+        {
+            assert_eq!(
+                role(Method::GET, "/api/schedules/plan"),
+                Some(Some(Role::Reader))
+            );
+            assert_eq!(
+                role(Method::POST, "/api/schedules/apply"),
+                Some(Some(Role::Operator))
+            );
+        }
+        let schedule_routes = if cfg!(feature = "schedules") { 4 } else { 0 };
+        assert_eq!(table.len(), 12 + schedule_routes);
     }
 }

@@ -51,6 +51,9 @@ impl Api {
         let reader = keys.generate(Role::Reader, "reader");
         let operator = keys.generate(Role::Operator, "operator");
         let admin = keys.generate(Role::Admin, "admin");
+        // Every documented route answers: the schedule routes too, when built in.
+        #[cfg(feature = "schedules")]
+        let options = options.with_scheduler(scheduler(&manager));
         let router = snoozebot_rest::router_with(Arc::clone(&manager), keys, options);
         Api {
             router,
@@ -188,6 +191,26 @@ fn concrete(path: &str) -> String {
     path.replace("{name}", "mock").replace("{id}", "mock-0001")
 }
 
+/// A scheduler with no schedules over the mock, for the schedule routes.
+#[cfg(feature = "schedules")]
+fn scheduler(manager: &Arc<PluginManager>) -> Arc<snoozebot_schedule::Scheduler> {
+    use snoozebot_schedule::{Limits, Reconciler, Scheduler, Schedules, store::MemoryStore};
+    let schedules = Arc::new(Schedules::new());
+    let store = Arc::new(MemoryStore::default());
+    let reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), Limits::default());
+    Arc::new(Scheduler::new(
+        reconciler,
+        schedules,
+        store,
+        Arc::clone(manager),
+        vec!["mock".into()],
+        Duration::from_secs(300),
+    ))
+}
+
+/// The documented operations: 12, and the 4 schedule routes when built in.
+const OPERATIONS: usize = if cfg!(feature = "schedules") { 16 } else { 12 };
+
 fn body_for(path: &str) -> Option<Value> {
     if path.ends_with("/load") || path.ends_with("/unload") {
         Some(json!({"plugin_name": "mock"}))
@@ -214,7 +237,7 @@ fn assert_problem(headers: &axum::http::HeaderMap, body: &Value, status: StatusC
 async fn every_protected_route_without_a_key_is_401_with_www_authenticate() {
     let api = Api::new().await;
     let operations = operations();
-    assert_eq!(operations.len(), 12, "{operations:?}");
+    assert_eq!(operations.len(), OPERATIONS, "{operations:?}");
     for (method, path, role) in operations {
         let (status, headers, body) = api
             .call(method.clone(), &concrete(&path), None, body_for(&path))

@@ -26,6 +26,7 @@ mod parse;
 pub mod plan;
 mod reconcile;
 mod select;
+mod service;
 mod spec;
 pub mod store;
 
@@ -38,6 +39,7 @@ pub use parse::{
 pub use plan::{Action, Candidate, Limits, Overrides, PlanItem, Remembered};
 pub use reconcile::{Applied, Fleet, Reconciler, RunPlan};
 pub use select::{CustodianConfig, DEFAULT_TAG, Schedules, Selection};
+pub use service::{Clock, RunError, Scheduler, next_tick};
 pub use spec::{Desired, LocalTime, Period, Schedule, Transition, Verdict, Weekdays};
 
 /// A schedule that cannot be read or built: what is wrong, in words.

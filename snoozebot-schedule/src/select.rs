@@ -97,6 +97,13 @@ impl Schedules {
         self.named.values().map(|(schedule, _)| &**schedule)
     }
 
+    /// The named schedules with their override rules.
+    pub fn named_with_overrides(&self) -> impl Iterator<Item = (&Schedule, Overrides)> {
+        self.named
+            .values()
+            .map(|(schedule, overrides)| (&**schedule, *overrides))
+    }
+
     /// What `instance`'s tags select. The schedule tag wins over a Custodian tag.
     pub fn select(&self, instance: &InstanceInfo) -> Selection {
         if let Some(value) = instance.tags.get(&self.tag) {

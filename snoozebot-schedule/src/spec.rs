@@ -275,6 +275,11 @@ impl Schedule {
         &self.transitions
     }
 
+    /// Its days off, in order.
+    pub fn days_off(&self) -> impl Iterator<Item = Date> + '_ {
+        self.days_off.iter().copied()
+    }
+
     /// What it wants at `now`: what its latest transition at or before `now` said (a
     /// beginning wins over an end at the same moment); stopped all day on a day off.
     pub fn desired_at(&self, now: Timestamp) -> Verdict {
