@@ -83,6 +83,10 @@ pub struct SchedulerConfig {
     /// beside the config file).
     #[serde(default)]
     pub store: Option<PathBuf>,
+    /// `snoozebot serve` applies the schedules every `interval` (`"5m"`), on ticks aligned to
+    /// it; without one, serve only answers the schedule routes.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub interval: Option<Duration>,
     /// At most this many actions a run (default 1000).
     #[serde(default)]
     pub max_actions_per_run: Option<usize>,

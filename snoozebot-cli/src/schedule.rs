@@ -99,6 +99,56 @@ pub fn schedules(loaded: &Loaded) -> Result<Schedules, ConfigError> {
     Ok(schedules)
 }
 
+/// Whether the file configures schedules at all (named ones, or a `[scheduler]` that reads
+/// tags).
+pub fn configured(loaded: &Loaded) -> bool {
+    let scheduler = &loaded.config.scheduler;
+    !loaded.config.schedules.is_empty()
+        || scheduler.custodian.is_some()
+        || scheduler.interval.is_some()
+        || scheduler.tag.is_some()
+}
+
+/// The scheduler `snoozebot serve` runs over `manager`: every configured provider, the file's
+/// schedules and store.
+pub fn scheduler(
+    loaded: &Loaded,
+    manager: Arc<snoozebot_core::PluginManager>,
+) -> Result<snoozebot_schedule::Scheduler, Failure> {
+    let schedules = Arc::new(schedules(loaded)?);
+    let store = open_store(loaded)?;
+    let reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), limits(loaded));
+    let providers = loaded
+        .config
+        .providers
+        .keys()
+        .map(|name| name.get_ref().clone())
+        .collect();
+    Ok(snoozebot_schedule::Scheduler::new(
+        reconciler,
+        schedules,
+        store,
+        manager,
+        providers,
+        loaded
+            .config
+            .scheduler
+            .interval
+            .unwrap_or(std::time::Duration::from_secs(300)),
+    ))
+}
+
+fn limits(loaded: &Loaded) -> Limits {
+    let defaults = Limits::default();
+    let scheduler = &loaded.config.scheduler;
+    Limits {
+        per_run: scheduler.max_actions_per_run.unwrap_or(defaults.per_run),
+        per_provider: scheduler
+            .max_actions_per_provider
+            .unwrap_or(defaults.per_provider),
+    }
+}
+
 fn store_path(loaded: &Loaded) -> PathBuf {
     loaded.base().join(
         loaded
@@ -292,15 +342,11 @@ async fn prepare(
             }
         }
     }
-    let defaults = Limits::default();
-    let scheduler = &loaded.config.scheduler;
-    let limits = Limits {
-        per_run: scheduler.max_actions_per_run.unwrap_or(defaults.per_run),
-        per_provider: scheduler
-            .max_actions_per_provider
-            .unwrap_or(defaults.per_provider),
-    };
-    Ok((manager, fleets, Reconciler::new(schedules, store, limits)))
+    Ok((
+        manager,
+        fleets,
+        Reconciler::new(schedules, store, limits(loaded)),
+    ))
 }
 
 fn print_plan(planned: &RunPlan, output: Output) {

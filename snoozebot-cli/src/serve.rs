@@ -103,6 +103,13 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
         }
         _ => "http",
     };
+    let scheduler = if crate::schedule::configured(&loaded) {
+        let scheduler = Arc::new(crate::schedule::scheduler(&loaded, Arc::clone(&manager))?);
+        options = options.with_scheduler(Arc::clone(&scheduler));
+        Some(scheduler)
+    } else {
+        None
+    };
     let router = snoozebot_rest::router_with_keys(Arc::clone(&manager), ring.clone(), options)
         .merge(health_routes(Arc::clone(&manager), names, lazy));
     let address: std::net::SocketAddr = server.listen.parse().map_err(|_| {
@@ -133,7 +140,29 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
     eprintln!("listening on {scheme}://{bound}");
 
     let reload = tokio::spawn(reload_keys_on_sighup(ring, keys_file));
-    let served = snoozebot_rest::serve_with(listener, router, serve_options, stop_signal()).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    // The schedules applied on aligned ticks, when [scheduler] interval says so.
+    let ticks = scheduler
+        .filter(|_| loaded.config.scheduler.interval.is_some())
+        .map(|scheduler| {
+            tracing::info!(interval = ?scheduler.interval(), "applying the schedules on every tick");
+            tokio::spawn(scheduler.run_ticks(stopped(stopping.clone())))
+        });
+    let served =
+        snoozebot_rest::serve_with(listener, router, serve_options, stopped(stopping.clone()))
+            .await;
+    // A run in progress finishes before the providers stop.
+    if let Some(ticks) = ticks {
+        let _ = ticks.await;
+    }
+    signals.abort();
     reload.abort();
     tracing::info!("stopping the providers");
     manager.shutdown().await;

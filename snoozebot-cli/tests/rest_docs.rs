@@ -36,7 +36,8 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     }
     let dir = config_dir(
         "[server]\nlisten = \"127.0.0.1:0\"\nkeys_file = \"keys\"\n\n\
-         [providers.mock]\nkind = \"mock\"\ninstances = 20\n",
+         [providers.mock]\nkind = \"mock\"\ninstances = 20\n\n\
+         [scheduler]\ntag = \"snoozebot\"\n\n[schedules.idle]\nperiods = [\"Mon-Fri 08:00-19:00\"]\n",
     );
     let admin = add_key(dir.path(), "admin");
     let server = Server::start(dir.path());

@@ -266,3 +266,135 @@ timeout = "5s"
     let out = run(dir.path(), &["schedule", "plan", "--provider", "nowhere"]);
     support::expect_failure(&out, 2, "no provider \"nowhere\"");
 }
+
+/// A period that is certainly not now: two to three hours from now, UTC, every day.
+fn a_period_away_from_now() -> String {
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600)
+        % 24;
+    format!("daily {:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24)
+}
+
+// Multi-threaded: the test waits on the server while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_the_schedules_on_its_ticks_and_shows_the_history_over_rest() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let scheduled = moto.launch(client, 3, "office", "x").await;
+    client
+        .create_tags()
+        .set_resources(Some(scheduled.iter().map(|id| id.to_string()).collect()))
+        .tags(
+            Tag::builder()
+                .key("snoozebot-schedule")
+                .value("office")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let free = moto.launch(client, 1, "free", "x").await;
+    let dir = config_dir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+keys_file = "keys"
+
+[providers.aws]
+kind = "aws"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access_key_id = "testing"
+secret_access_key = "testing"
+
+[schedules.office]
+periods = ["{period}"]
+
+[scheduler]
+interval = "1s"
+"#,
+        endpoint = moto.endpoint,
+        period = a_period_away_from_now(),
+    ));
+    let reader = support::add_key(dir.path(), "reader");
+    let operator = support::add_key(dir.path(), "operator");
+    let mut server = support::Server::start(dir.path());
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+
+    // Within a few ticks the three are stopped and the trail says so.
+    let mut history = Vec::new();
+    for _ in 0..100 {
+        history = http
+            .get(format!("{base}/api/schedules/history"))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap();
+        if history.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|event| event["action"] == "stop" && event["outcome"] == "ok")
+    );
+    let plan: Value = http
+        .get(format!("{base}/api/schedules/plan"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plan["actions"], 0, "{plan}");
+    let refused = http
+        .post(format!("{base}/api/schedules/apply"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let applied: Value = http
+        .post(format!("{base}/api/schedules/apply"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(applied["applied"].as_array().unwrap().len(), 0, "{applied}");
+
+    let described = client
+        .describe_instances()
+        .set_instance_ids(Some(free.iter().map(|id| id.to_string()).collect()))
+        .send()
+        .await
+        .unwrap();
+    let state = described.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .cloned();
+    assert_eq!(
+        state,
+        Some(InstanceStateName::Running),
+        "the untagged one was touched"
+    );
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    server.wait_for("stopped");
+}
