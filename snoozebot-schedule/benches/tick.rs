@@ -56,6 +56,15 @@ impl<S: Store> Store for Timed<S> {
     async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.history(limit).await
     }
+
+    async fn try_lead(
+        &self,
+        holder: &str,
+        now: snoozebot_schedule::jiff::Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.try_lead(holder, now, ttl).await
+    }
 }
 
 fn memory_kib(field: &str) -> u64 {

@@ -24,6 +24,7 @@
 
 mod parse;
 pub mod plan;
+mod postgres;
 mod reconcile;
 mod select;
 mod service;
@@ -37,6 +38,7 @@ pub use parse::{
     parse_weekdays,
 };
 pub use plan::{Action, Candidate, Limits, Overrides, PlanItem, Remembered};
+pub use postgres::PostgresStore;
 pub use reconcile::{Applied, Fleet, Reconciler, RunPlan};
 pub use select::{CustodianConfig, DEFAULT_TAG, Schedules, Selection};
 pub use service::{Clock, RunError, Scheduler, next_tick};

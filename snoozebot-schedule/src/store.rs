@@ -63,6 +63,20 @@ pub trait Store: Send + Sync {
     async fn commit(&self, run: &RunRecord) -> Result<(), StoreError>;
     /// The latest `limit` events, newest first.
     async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Takes or renews the reconciler's lease for `holder` until `now + ttl`: `true` when
+    /// `holder` leads (it held the lease, or the lease had expired), `false` when another
+    /// replica does. Replicas' clocks must agree within the lease's length (NTP).
+    async fn try_lead(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The lease's expiry `ttl` after `now`, in milliseconds.
+pub(crate) fn lease_expiry(now: Timestamp, ttl: std::time::Duration) -> i64 {
+    to_ms(now).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2))
 }
 
 /// A store in memory: nothing survives the process.
@@ -75,6 +89,7 @@ pub struct MemoryStore {
 struct MemoryInner {
     remembered: HashMap<(String, InstanceId), Remembered>,
     events: Vec<AuditEvent>,
+    lease: Option<(String, i64)>,
 }
 
 #[async_trait]
@@ -107,6 +122,23 @@ impl Store for MemoryStore {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(inner.events.iter().rev().take(limit).cloned().collect())
     }
+
+    async fn try_lead(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let free = match &inner.lease {
+            None => true,
+            Some((current, expires)) => current == holder || *expires < to_ms(now),
+        };
+        if free {
+            inner.lease = Some((holder.to_owned(), lease_expiry(now, ttl)));
+        }
+        Ok(free)
+    }
 }
 
 /// The migrations, in order; each runs once, in a transaction, and is recorded in
@@ -134,6 +166,12 @@ const MIGRATIONS: &[&str] = &[
          error TEXT
      );
      CREATE INDEX events_at ON events (at_ms);",
+    // 2: the reconciler's lease, for replicas sharing the file.
+    "CREATE TABLE leases (
+         name TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         expires_ms INTEGER NOT NULL
+     );",
 ];
 
 /// SQLite, embedded: one file, no server, migrated on open.
@@ -226,11 +264,11 @@ impl SqliteStore {
     }
 }
 
-fn to_ms(at: Timestamp) -> i64 {
+pub(crate) fn to_ms(at: Timestamp) -> i64 {
     at.as_millisecond()
 }
 
-fn from_ms(ms: i64) -> Timestamp {
+pub(crate) fn from_ms(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
@@ -341,6 +379,33 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn try_lead(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let holder = holder.to_owned();
+        let expires = lease_expiry(now, ttl);
+        let now = to_ms(now);
+        self.with(move |connection| {
+            let led = connection.query_row(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES ('reconciler', ?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms < ?3
+                 RETURNING holder",
+                rusqlite::params![holder, expires, now],
+                |_| Ok(()),
+            );
+            match led {
+                Ok(()) => Ok(true),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(false),
+                Err(error) => Err(error),
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -361,7 +426,7 @@ mod tests {
         }
     }
 
-    async fn round_trip(store: &dyn Store) {
+    pub(crate) async fn round_trip(store: &dyn Store) {
         let id = InstanceId::new("mock-0001").unwrap();
         let remembered = Remembered {
             transition: Some("2026-12-01T19:00:00Z".parse().unwrap()),
@@ -394,10 +459,56 @@ mod tests {
         assert_eq!(history[0], failed);
     }
 
+    /// One leader at a time; the lease passes only once it has expired.
+    pub(crate) async fn lease(store: &dyn Store) {
+        let at = |text: &str| -> Timestamp { text.parse().unwrap() };
+        let ttl = std::time::Duration::from_secs(30);
+        assert!(
+            store
+                .try_lead("a", at("2026-12-01T19:00:00Z"), ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .try_lead("b", at("2026-12-01T19:00:10Z"), ttl)
+                .await
+                .unwrap()
+        );
+        // The leader renews.
+        assert!(
+            store
+                .try_lead("a", at("2026-12-01T19:00:20Z"), ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .try_lead("b", at("2026-12-01T19:00:45Z"), ttl)
+                .await
+                .unwrap()
+        );
+        // It stops renewing: after the lease's length, the other takes over.
+        assert!(
+            store
+                .try_lead("b", at("2026-12-01T19:00:51Z"), ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .try_lead("a", at("2026-12-01T19:00:52Z"), ttl)
+                .await
+                .unwrap()
+        );
+    }
+
     #[tokio::test]
-    async fn both_stores_remember_and_keep_the_trail() {
+    async fn both_stores_remember_keep_the_trail_and_lease() {
         round_trip(&MemoryStore::default()).await;
         round_trip(&SqliteStore::in_memory().unwrap()).await;
+        lease(&MemoryStore::default()).await;
+        lease(&SqliteStore::in_memory().unwrap()).await;
     }
 
     #[tokio::test]

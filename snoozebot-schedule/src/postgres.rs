@@ -1,0 +1,295 @@
+//! [`PostgresStore`]: the store in PostgreSQL, for several `snoozebot serve` replicas that share
+//! one state and trail and elect one reconciler with a lease.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use snoozebot_core::InstanceId;
+use tokio::sync::Mutex;
+
+use crate::plan::Remembered;
+use crate::store::{AuditEvent, RunRecord, Store, StoreError, from_ms, lease_expiry, to_ms};
+
+/// The migrations, in order; each runs once, in a transaction, recorded in `schema_migrations`.
+const MIGRATIONS: &[&str] = &[
+    // 1: memory, the audit trail, the reconciler's lease.
+    "CREATE TABLE memory (
+         provider TEXT NOT NULL,
+         instance TEXT NOT NULL,
+         transition_ms BIGINT,
+         retained BOOLEAN NOT NULL DEFAULT FALSE,
+         kept BOOLEAN NOT NULL DEFAULT FALSE,
+         PRIMARY KEY (provider, instance)
+     );
+     CREATE TABLE events (
+         id BIGSERIAL PRIMARY KEY,
+         at_ms BIGINT NOT NULL,
+         run TEXT NOT NULL,
+         provider TEXT NOT NULL,
+         instance TEXT NOT NULL,
+         schedule TEXT NOT NULL,
+         action TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         outcome TEXT NOT NULL,
+         error TEXT
+     );
+     CREATE INDEX events_at ON events (at_ms);
+     CREATE TABLE leases (
+         name TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         expires_ms BIGINT NOT NULL
+     );",
+];
+
+/// Serialises migrations of replicas starting together (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x736e_6f6f_7a65;
+
+fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError(format!("postgres: {error}"))
+}
+
+/// PostgreSQL: a connection string (`postgres://user@host:port/db` or `host=… user=…`); the
+/// schema is migrated on open; a lost connection is made again on the next use.
+pub struct PostgresStore {
+    config: String,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date.
+    pub async fn open(config: &str) -> Result<Self, StoreError> {
+        let store = PostgresStore {
+            config: config.to_owned(),
+            client: Mutex::new(None),
+        };
+        let mut client = store.client.lock().await;
+        let connected = client.insert(store.connect().await?);
+        let transaction = connected.transaction().await.map_err(pg_error)?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        transaction
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let applied: i64 = transaction
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if applied > MIGRATIONS.len() as i64 {
+            return Err(StoreError(format!(
+                "the database is at schema version {applied}, newer than this version knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let version = index as i64 + 1;
+            if version <= applied {
+                continue;
+            }
+            transaction
+                .batch_execute(migration)
+                .await
+                .map_err(pg_error)?;
+            transaction
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await
+                .map_err(pg_error)?;
+        }
+        transaction.commit().await.map_err(pg_error)?;
+        drop(client);
+        Ok(store)
+    }
+
+    async fn connect(&self) -> Result<tokio_postgres::Client, StoreError> {
+        let (client, connection) = tokio_postgres::connect(&self.config, tokio_postgres::NoTls)
+            .await
+            .map_err(pg_error)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "the schedule store's connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The client, connected again if the last one was lost.
+    async fn client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<tokio_postgres::Client>>, StoreError> {
+        let mut client = self.client.lock().await;
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            *client = Some(self.connect().await?);
+        }
+        Ok(client)
+    }
+}
+
+fn connected(
+    client: &mut Option<tokio_postgres::Client>,
+) -> Result<&mut tokio_postgres::Client, StoreError> {
+    client
+        .as_mut()
+        .ok_or_else(|| StoreError("postgres: not connected".to_owned()))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn remembered(
+        &self,
+        provider: &str,
+    ) -> Result<HashMap<InstanceId, Remembered>, StoreError> {
+        let mut guard = self.client().await?;
+        let rows = connected(&mut guard)?
+            .query(
+                "SELECT instance, transition_ms, retained, kept FROM memory WHERE provider = $1",
+                &[&provider],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let id = InstanceId::new(row.get::<_, String>(0)).ok()?;
+                Some((
+                    id,
+                    Remembered {
+                        transition: row.get::<_, Option<i64>>(1).map(from_ms),
+                        retained: row.get(2),
+                        kept: row.get(3),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn commit(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let mut guard = self.client().await?;
+        let transaction = connected(&mut guard)?
+            .transaction()
+            .await
+            .map_err(pg_error)?;
+        let remember = transaction
+            .prepare(
+                "INSERT INTO memory (provider, instance, transition_ms, retained, kept)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (provider, instance) DO UPDATE
+                 SET transition_ms = excluded.transition_ms, retained = excluded.retained,
+                     kept = excluded.kept",
+            )
+            .await
+            .map_err(pg_error)?;
+        for (provider, id, remembered) in &run.remember {
+            transaction
+                .execute(
+                    &remember,
+                    &[
+                        provider,
+                        &id.as_str(),
+                        &remembered.transition.map(to_ms),
+                        &remembered.retained,
+                        &remembered.kept,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+        }
+        let event = transaction
+            .prepare(
+                "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await
+            .map_err(pg_error)?;
+        for e in &run.events {
+            transaction
+                .execute(
+                    &event,
+                    &[
+                        &to_ms(e.at),
+                        &e.run,
+                        &e.provider,
+                        &e.instance,
+                        &e.schedule,
+                        &e.action,
+                        &e.reason,
+                        &e.outcome,
+                        &e.error,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+        }
+        transaction.commit().await.map_err(pg_error)
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut guard = self.client().await?;
+        let rows = connected(&mut guard)?
+            .query(
+                "SELECT at_ms, run, provider, instance, schedule, action, reason, outcome, error
+                 FROM events ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditEvent {
+                at: from_ms(row.get(0)),
+                run: row.get(1),
+                provider: row.get(2),
+                instance: row.get(3),
+                schedule: row.get(4),
+                action: row.get(5),
+                reason: row.get(6),
+                outcome: row.get(7),
+                error: row.get(8),
+            })
+            .collect())
+    }
+
+    async fn try_lead(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let expires = lease_expiry(now, ttl);
+        let mut guard = self.client().await?;
+        let rows = connected(&mut guard)?
+            .query(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES ('reconciler', $1, $2)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms < $3
+                 RETURNING holder",
+                &[&holder, &expires, &to_ms(now)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(!rows.is_empty())
+    }
+}

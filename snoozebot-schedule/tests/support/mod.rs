@@ -1,0 +1,2 @@
+//! What the schedule crate's tests share.
+pub mod postgres;
