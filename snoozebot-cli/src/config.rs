@@ -79,10 +79,16 @@ pub struct SchedulerConfig {
     /// Inline schedules are enforced.
     #[serde(default)]
     pub enforced: bool,
-    /// The SQLite database of the state and audit trail (default `snoozebot-schedule.db`
-    /// beside the config file).
+    /// Where the state and audit trail are: a SQLite file (default `snoozebot-schedule.db`
+    /// beside the config file), or a PostgreSQL URL (`postgres://user@host/db`) that several
+    /// replicas share.
     #[serde(default)]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
+    /// How long a replica's lead lasts per tick (default three intervals, at least 10 s): of
+    /// replicas sharing a store one applies the schedules, and one that dies is replaced
+    /// within this long.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub lease: Option<Duration>,
     /// `snoozebot serve` applies the schedules every `interval` (`"5m"`), on ticks aligned to
     /// it; without one, serve only answers the schedule routes.
     #[serde(default, deserialize_with = "duration::optional")]

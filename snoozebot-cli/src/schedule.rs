@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+use snoozebot_schedule::PostgresStore;
 use snoozebot_schedule::jiff::Timestamp;
 use snoozebot_schedule::store::{SqliteStore, Store};
 use snoozebot_schedule::{
@@ -111,12 +112,12 @@ pub fn configured(loaded: &Loaded) -> bool {
 
 /// The scheduler `snoozebot serve` runs over `manager`: every configured provider, the file's
 /// schedules and store.
-pub fn scheduler(
+pub async fn scheduler(
     loaded: &Loaded,
     manager: Arc<snoozebot_core::PluginManager>,
 ) -> Result<snoozebot_schedule::Scheduler, Failure> {
     let schedules = Arc::new(schedules(loaded)?);
-    let store = open_store(loaded)?;
+    let store = open_store(loaded).await?;
     let reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), limits(loaded));
     let providers = loaded
         .config
@@ -124,7 +125,7 @@ pub fn scheduler(
         .keys()
         .map(|name| name.get_ref().clone())
         .collect();
-    Ok(snoozebot_schedule::Scheduler::new(
+    let mut scheduler = snoozebot_schedule::Scheduler::new(
         reconciler,
         schedules,
         store,
@@ -135,7 +136,11 @@ pub fn scheduler(
             .scheduler
             .interval
             .unwrap_or(std::time::Duration::from_secs(300)),
-    ))
+    );
+    if let Some(lease) = loaded.config.scheduler.lease {
+        scheduler = scheduler.with_lease(lease);
+    }
+    Ok(scheduler)
 }
 
 fn limits(loaded: &Loaded) -> Limits {
@@ -149,21 +154,25 @@ fn limits(loaded: &Loaded) -> Limits {
     }
 }
 
-fn store_path(loaded: &Loaded) -> PathBuf {
-    loaded.base().join(
-        loaded
-            .config
-            .scheduler
-            .store
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),
-    )
-}
-
-fn open_store(loaded: &Loaded) -> Result<Arc<SqliteStore>, Failure> {
-    let path = store_path(loaded);
+/// The store the file names: a PostgreSQL URL (`postgres://…`, for several replicas), or a
+/// SQLite file (relative to the config file's directory; default `snoozebot-schedule.db`).
+async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, Failure> {
+    let configured = loaded.config.scheduler.store.as_deref();
+    if let Some(url) = configured
+        .filter(|store| store.starts_with("postgres://") || store.starts_with("postgresql://"))
+    {
+        return PostgresStore::open(url)
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn Store>)
+            .map_err(|error| {
+                Failure::new(Outcome::Unreachable, format!("[scheduler] store: {error}"))
+            });
+    }
+    let path = loaded
+        .base()
+        .join(PathBuf::from(configured.unwrap_or(DEFAULT_STORE)));
     SqliteStore::open(&path)
-        .map(Arc::new)
+        .map(|store| Arc::new(store) as Arc<dyn Store>)
         .map_err(|error| Failure::new(Outcome::Config, format!("{}: {error}", path.display())))
 }
 
@@ -171,7 +180,7 @@ fn open_store(loaded: &Loaded) -> Result<Arc<SqliteStore>, Failure> {
 pub async fn run(loaded: &Loaded, command: ScheduleCommand) -> Result<Outcome, Failure> {
     match command {
         ScheduleCommand::History { limit, output } => {
-            let store = open_store(loaded)?;
+            let store = open_store(loaded).await?;
             let events = store
                 .history(limit)
                 .await
@@ -307,7 +316,7 @@ async fn prepare(
     run: &RunArgs,
 ) -> Result<(Arc<snoozebot_core::PluginManager>, Vec<Fleet>, Reconciler), Failure> {
     let schedules = Arc::new(schedules(loaded)?);
-    let store = open_store(loaded)?;
+    let store = open_store(loaded).await?;
     let configured: Vec<String> = loaded
         .config
         .providers

@@ -104,7 +104,7 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
         _ => "http",
     };
     let scheduler = if crate::schedule::configured(&loaded) {
-        let scheduler = Arc::new(crate::schedule::scheduler(&loaded, Arc::clone(&manager))?);
+        let scheduler = Arc::new(crate::schedule::scheduler(&loaded, Arc::clone(&manager)).await?);
         options = options.with_scheduler(Arc::clone(&scheduler));
         Some(scheduler)
     } else {

@@ -398,3 +398,145 @@ interval = "1s"
     assert_eq!(status.code(), Some(0));
     server.wait_for("stopped");
 }
+
+/// A PostgreSQL started by the test, as the schedule crate's tests start it.
+#[path = "../../snoozebot-schedule/tests/support/postgres.rs"]
+mod postgres;
+
+/// Starts `ids` on moto (as someone would by hand).
+async fn start_by_hand(client: &aws_sdk_ec2::Client, ids: &[snoozebot_core::InstanceId]) {
+    client
+        .start_instances()
+        .set_instance_ids(Some(ids.iter().map(|id| id.to_string()).collect()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The history over REST, once it has `count` events (within 20 s).
+async fn history_of(http: &reqwest::Client, base: &str, key: &str, count: usize) -> Vec<Value> {
+    let mut history = Vec::new();
+    for _ in 0..200 {
+        history = http
+            .get(format!("{base}/api/schedules/history?limit=100"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap();
+        if history.len() >= count {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    history
+}
+
+fn replicas_of(events: &[Value]) -> Vec<String> {
+    let mut replicas: Vec<String> = events
+        .iter()
+        .map(|event| {
+            let run = event["run"].as_str().unwrap();
+            run.rsplit_once('-').unwrap().0.to_owned()
+        })
+        .collect();
+    replicas.sort();
+    replicas.dedup();
+    replicas
+}
+
+// Multi-threaded: the test waits on the servers while they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_elect_one_reconciler_and_hand_over_when_it_dies() {
+    let postgres = postgres::Postgres::start();
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let scheduled = moto.launch(client, 2, "office", "x").await;
+    client
+        .create_tags()
+        .set_resources(Some(scheduled.iter().map(|id| id.to_string()).collect()))
+        .tags(
+            Tag::builder()
+                .key("snoozebot-schedule")
+                .value("office")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dir = config_dir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+keys_file = "keys"
+
+[providers.aws]
+kind = "aws"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access_key_id = "testing"
+secret_access_key = "testing"
+
+[schedules.office]
+periods = ["{period}"]
+enforced = true
+
+[scheduler]
+store = "{store}"
+interval = "1s"
+lease = "3s"
+"#,
+        endpoint = moto.endpoint,
+        period = a_period_away_from_now(),
+        store = postgres.url,
+    ));
+    let reader = support::add_key(dir.path(), "reader");
+    let http = reqwest::Client::new();
+    let mut first = support::Server::start(dir.path());
+    let first_base = first.base.clone();
+    // The first stops both, alone.
+    let events = history_of(&http, &first_base, &reader, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let leader = replicas_of(&events);
+    assert!(
+        leader[0].ends_with(&first.child.id().to_string()),
+        "{leader:?}"
+    );
+
+    // A second replica joins; hands-on starts are undone by the leader only.
+    let second = support::Server::start(dir.path());
+    let second_base = second.base.clone();
+    start_by_hand(client, &scheduled).await;
+    let events = history_of(&http, &second_base, &reader, 4).await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        replicas_of(&events),
+        leader,
+        "the follower acted while the leader lived"
+    );
+
+    // The leader dies without a word; the follower takes over once its lease runs out.
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = first.child.wait();
+    let killed = std::time::Instant::now();
+    start_by_hand(client, &scheduled).await;
+    let events = history_of(&http, &second_base, &reader, 6).await;
+    let handed_over = killed.elapsed();
+    assert_eq!(events.len(), 6, "no hand-over: {events:?}");
+    let newest = replicas_of(&events[..2]);
+    assert!(
+        newest[0].ends_with(&second.child.id().to_string()),
+        "{newest:?}"
+    );
+    // The lease (3 s) and a tick (1 s), with room for moto.
+    assert!(
+        handed_over < std::time::Duration::from_secs(10),
+        "hand-over took {handed_over:?}"
+    );
+    eprintln!("hand-over after the leader died: {handed_over:?}");
+    drop(second);
+    drop(postgres);
+}

@@ -142,6 +142,17 @@ impl Reconciler {
     /// instance never holds back the others. Every action is recorded with its outcome; what
     /// succeeded (or needed nothing) is remembered, what failed is tried again next run.
     pub async fn apply(&self, fleets: &[Fleet], run: &RunPlan) -> Result<Vec<Applied>, StoreError> {
+        self.apply_as(fleets, run, "run").await
+    }
+
+    /// [`apply`](Self::apply), the run recorded as `REPLICA-MILLISECONDS` (which replica of
+    /// several did it).
+    pub async fn apply_as(
+        &self,
+        fleets: &[Fleet],
+        run: &RunPlan,
+        replica: &str,
+    ) -> Result<Vec<Applied>, StoreError> {
         let providers: HashMap<&str, &Arc<dyn CloudProvider>> = fleets
             .iter()
             .map(|fleet| (fleet.name.as_str(), &fleet.provider))
@@ -206,7 +217,7 @@ impl Reconciler {
             .flatten()
             .collect();
         let at = Timestamp::now();
-        let id = format!("run-{}", at.as_millisecond());
+        let id = format!("{replica}-{}", at.as_millisecond());
         let failed: std::collections::HashSet<(&str, &InstanceId)> = applied
             .iter()
             .filter(|applied| applied.error.is_some())

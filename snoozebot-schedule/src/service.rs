@@ -33,8 +33,20 @@ pub struct Scheduler {
     providers: Vec<String>,
     interval: Duration,
     clock: Clock,
+    /// Who this replica is, in the lease and the trail's run ids.
+    holder: String,
+    /// How long a tick's lease lasts: a leader that stops renewing is replaced after it.
+    lease: Duration,
     /// One run at a time: a tick and a request to apply do not overlap.
     running: tokio::sync::Mutex<()>,
+}
+
+/// This process, as a lease holder: host name and process id.
+fn default_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -75,8 +87,28 @@ impl Scheduler {
             providers,
             interval,
             clock: Arc::new(Timestamp::now),
+            holder: default_holder(),
+            lease: (interval * 3).max(Duration::from_secs(10)),
             running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Names this replica `holder` (default: host name and process id).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// Leads for `lease` per tick (default three intervals, at least 10 s): replicas sharing a
+    /// store elect one reconciler, and one that dies is replaced within this long.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Who this replica is.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Reads the time from `clock` instead of the wall clock (tests on paused time).
@@ -119,14 +151,36 @@ impl Scheduler {
         Ok(plan)
     }
 
-    /// Plans and applies now (after any run in progress).
+    /// Plans and applies now (after any run in progress), whoever leads: an operator's
+    /// explicit request.
     pub async fn apply(&self) -> Result<(RunPlan, Vec<Applied>), RunError> {
         let _one_at_a_time = self.running.lock().await;
+        self.run().await
+    }
+
+    async fn run(&self) -> Result<(RunPlan, Vec<Applied>), RunError> {
         let (fleets, unreachable) = self.fleets().await;
         let mut plan = self.reconciler.plan(&fleets, (self.clock)()).await?;
         plan.unreachable.extend(unreachable);
-        let applied = self.reconciler.apply(&fleets, &plan).await?;
+        let applied = self
+            .reconciler
+            .apply_as(&fleets, &plan, &self.holder)
+            .await?;
         Ok((plan, applied))
+    }
+
+    /// One tick: if this replica leads (it takes or renews the lease), a run; `None` when
+    /// another replica leads.
+    pub async fn tick(&self) -> Result<Option<(RunPlan, Vec<Applied>)>, RunError> {
+        let _one_at_a_time = self.running.lock().await;
+        if !self
+            .store
+            .try_lead(&self.holder, (self.clock)(), self.lease)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.run().await.map(Some)
     }
 
     /// The latest `limit` recorded actions.
@@ -147,8 +201,9 @@ impl Scheduler {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            match self.apply().await {
-                Ok((plan, applied)) => {
+            match self.tick().await {
+                Ok(None) => tracing::debug!("another replica leads; this tick does nothing"),
+                Ok(Some((plan, applied))) => {
                     let failed = applied
                         .iter()
                         .filter(|applied| applied.error.is_some())

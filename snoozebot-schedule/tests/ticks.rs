@@ -101,3 +101,145 @@ async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop()
         .expect("the loop did not end at shutdown")
         .unwrap();
 }
+
+/// Two replicas on one store: one leads each tick; when it stops, the other takes over once
+/// the lease has run out, and not before.
+#[tokio::test(start_paused = true)]
+async fn replicas_elect_one_reconciler_and_hand_over_within_the_lease() {
+    let mock = Arc::new(
+        (0..3)
+            .fold(MockProvider::builder(), |builder, n| {
+                builder.instance(
+                    MockInstance::new(&format!("mock-{n}"))
+                        .state(InstanceState::Running)
+                        .tag("snoozebot-schedule", "office"),
+                )
+            })
+            .build(),
+    );
+    let manager = Arc::new(PluginManager::new());
+    let registered = Arc::clone(&mock);
+    manager
+        .register("mock", move || {
+            let mock = Arc::clone(&registered);
+            async move { Ok(mock) }
+        })
+        .unwrap();
+    let office = Schedule::from_periods(
+        "office",
+        "UTC",
+        &[parse_period("Mon-Fri 08:00-19:00").unwrap()],
+        [],
+    )
+    .unwrap();
+    let enforced = Overrides {
+        enforced: true,
+        ..Overrides::default()
+    };
+    let schedules = Arc::new(Schedules::new().with_schedule(office, enforced));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let start: Timestamp = "2026-12-01T18:59:30Z".parse().unwrap();
+    let origin = tokio::time::Instant::now();
+    let clock: snoozebot_schedule::Clock = Arc::new(move || {
+        start
+            .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
+            .unwrap()
+    });
+    let replica = |holder: &str| {
+        let reconciler = Reconciler::new(
+            Arc::clone(&schedules),
+            Arc::clone(&store),
+            Limits::default(),
+        );
+        Arc::new(
+            Scheduler::new(
+                reconciler,
+                Arc::clone(&schedules),
+                Arc::clone(&store),
+                Arc::clone(&manager),
+                vec!["mock".into()],
+                Duration::from_secs(60),
+            )
+            .with_clock(Arc::clone(&clock))
+            .with_holder(holder)
+            .with_lease(Duration::from_secs(180)),
+        )
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let loop_a = tokio::spawn(Arc::clone(&a).run_ticks(async {
+        let _ = stopped_a.await;
+    }));
+    let loop_b = tokio::spawn(Arc::clone(&b).run_ticks(async {
+        let _ = stopped_b.await;
+    }));
+    let runs_by = |events: &[snoozebot_schedule::store::AuditEvent]| -> Vec<String> {
+        let mut holders: Vec<String> = events
+            .iter()
+            .map(|event| event.run.split('-').next().unwrap().to_owned())
+            .collect();
+        holders.dedup();
+        holders
+    };
+    let settle = || async {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let start_all = || {
+        for n in 0..3 {
+            mock.set_state(
+                &InstanceId::new(format!("mock-{n}")).unwrap(),
+                InstanceState::Running,
+            );
+        }
+    };
+
+    // 19:00: one of them stops the three.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    settle().await;
+    let events = store.history(100).await.unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let leader = runs_by(&events);
+    assert_eq!(leader.len(), 1, "two replicas acted: {leader:?}");
+    // 19:01, after someone started them by hand: the same leader stops them again.
+    start_all();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    settle().await;
+    let events = store.history(100).await.unwrap();
+    assert_eq!(events.len(), 6);
+    assert_eq!(runs_by(&events), leader);
+
+    // The leader stops; its lease (renewed at 19:01) runs until 19:04.
+    let (stop_leader, stop_follower, follower) = if leader[0] == "a" {
+        (stop_a, stop_b, "b")
+    } else {
+        (stop_b, stop_a, "a")
+    };
+    stop_leader.send(()).unwrap();
+    settle().await;
+    start_all();
+    for minute in ["19:02", "19:03", "19:04"] {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        settle().await;
+        assert_eq!(
+            store.history(100).await.unwrap().len(),
+            6,
+            "acted at {minute}, before the lease ran out"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    settle().await;
+    let events = store.history(100).await.unwrap();
+    assert_eq!(events.len(), 9, "no hand-over at 19:05");
+    assert_eq!(runs_by(&events[..3]), [follower]);
+
+    stop_follower.send(()).unwrap();
+    for handle in [loop_a, loop_b] {
+        tokio::time::timeout(Duration::from_secs(1), handle)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
