@@ -102,6 +102,20 @@ pub struct SchedulerConfig {
     /// Cloud Custodian's offhours tags, read as Custodian reads them.
     #[serde(default)]
     pub custodian: Option<CustodianSettings>,
+    /// Every applied run's actions posted to a URL.
+    #[serde(default)]
+    pub webhook: Option<WebhookSettings>,
+}
+
+/// `[scheduler.webhook]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where (a Slack webhook URL is a secret: `{ env = "NAME" }` or `{ file = "PATH" }`).
+    pub url: Secret,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// `[scheduler.custodian]`: the values of Custodian's `offhour`/`onhour` policy filters.

@@ -10,7 +10,7 @@ use snoozebot_schedule::jiff::Timestamp;
 use snoozebot_schedule::store::{SqliteStore, Store};
 use snoozebot_schedule::{
     Action, CustodianConfig, CustodianDefaults, Fleet, Limits, Overrides, Reconciler, RunPlan,
-    Schedule, Schedules, parse_period,
+    Schedule, Schedules, Webhook, WebhookFormat, WebhookOptions, parse_period,
 };
 
 use crate::cli::{Output, RunArgs, ScheduleCommand};
@@ -110,15 +110,54 @@ pub fn configured(loaded: &Loaded) -> bool {
         || scheduler.tag.is_some()
 }
 
+/// The webhook of `[scheduler.webhook]`, started.
+pub fn webhook(loaded: &Loaded) -> Result<Option<Webhook>, Failure> {
+    let Some(settings) = &loaded.config.scheduler.webhook else {
+        return Ok(None);
+    };
+    let config_error = |why: String| {
+        Failure::new(
+            Outcome::Config,
+            format!("{}: [scheduler.webhook] {why}", loaded.path.display()),
+        )
+    };
+    let format = match settings.format.as_deref() {
+        None | Some("json") => WebhookFormat::Json,
+        Some("slack") => WebhookFormat::Slack,
+        Some(other) => {
+            return Err(config_error(format!(
+                "format {other:?} is not json or slack"
+            )));
+        }
+    };
+    let url = settings
+        .url
+        .resolve(loaded.base())
+        .map_err(|why| config_error(format!("url: {why}")))?;
+    Webhook::spawn(
+        &url,
+        WebhookOptions {
+            format,
+            ..WebhookOptions::default()
+        },
+    )
+    .map(Some)
+    .map_err(|error| config_error(error.to_string()))
+}
+
 /// The scheduler `snoozebot serve` runs over `manager`: every configured provider, the file's
-/// schedules and store.
+/// schedules and store, and the webhook it posts to (finish it at shutdown).
 pub async fn scheduler(
     loaded: &Loaded,
     manager: Arc<snoozebot_core::PluginManager>,
-) -> Result<snoozebot_schedule::Scheduler, Failure> {
+) -> Result<(snoozebot_schedule::Scheduler, Option<Webhook>), Failure> {
     let schedules = Arc::new(schedules(loaded)?);
     let store = open_store(loaded).await?;
-    let reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), limits(loaded));
+    let webhook = webhook(loaded)?;
+    let mut reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), limits(loaded));
+    if let Some(webhook) = &webhook {
+        reconciler = reconciler.with_notifier(Arc::new(webhook.clone()));
+    }
     let providers = loaded
         .config
         .providers
@@ -140,7 +179,7 @@ pub async fn scheduler(
     if let Some(lease) = loaded.config.scheduler.lease {
         scheduler = scheduler.with_lease(lease);
     }
-    Ok(scheduler)
+    Ok((scheduler, webhook))
 }
 
 fn limits(loaded: &Loaded) -> Limits {
@@ -211,7 +250,7 @@ pub async fn run(loaded: &Loaded, command: ScheduleCommand) -> Result<Outcome, F
             Ok(Outcome::Done)
         }
         ScheduleCommand::Plan { run, output } => {
-            let (manager, fleets, reconciler) = prepare(loaded, &run).await?;
+            let (manager, fleets, reconciler, _) = prepare(loaded, &run).await?;
             let planned = reconciler.plan(&fleets, at(&run)?).await;
             manager.shutdown().await;
             let planned =
@@ -224,7 +263,7 @@ pub async fn run(loaded: &Loaded, command: ScheduleCommand) -> Result<Outcome, F
             })
         }
         ScheduleCommand::Apply { run, output } => {
-            let (manager, fleets, reconciler) = prepare(loaded, &run).await?;
+            let (manager, fleets, reconciler, webhook) = prepare(loaded, &run).await?;
             let outcome = async {
                 let planned = reconciler
                     .plan(&fleets, at(&run)?)
@@ -280,6 +319,10 @@ pub async fn run(loaded: &Loaded, command: ScheduleCommand) -> Result<Outcome, F
                 })
             }
             .await;
+            // What the run posts goes out before the command ends.
+            if let Some(webhook) = webhook {
+                webhook.finish(std::time::Duration::from_secs(30)).await;
+            }
             manager.shutdown().await;
             outcome
         }
@@ -314,7 +357,15 @@ fn unreachable_note(planned: &RunPlan) -> String {
 async fn prepare(
     loaded: &Loaded,
     run: &RunArgs,
-) -> Result<(Arc<snoozebot_core::PluginManager>, Vec<Fleet>, Reconciler), Failure> {
+) -> Result<
+    (
+        Arc<snoozebot_core::PluginManager>,
+        Vec<Fleet>,
+        Reconciler,
+        Option<Webhook>,
+    ),
+    Failure,
+> {
     let schedules = Arc::new(schedules(loaded)?);
     let store = open_store(loaded).await?;
     let configured: Vec<String> = loaded
@@ -351,11 +402,12 @@ async fn prepare(
             }
         }
     }
-    Ok((
-        manager,
-        fleets,
-        Reconciler::new(schedules, store, limits(loaded)),
-    ))
+    let webhook = webhook(loaded)?;
+    let mut reconciler = Reconciler::new(schedules, store, limits(loaded));
+    if let Some(webhook) = &webhook {
+        reconciler = reconciler.with_notifier(Arc::new(webhook.clone()));
+    }
+    Ok((manager, fleets, reconciler, webhook))
 }
 
 fn print_plan(planned: &RunPlan, output: Output) {

@@ -103,12 +103,14 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
         }
         _ => "http",
     };
-    let scheduler = if crate::schedule::configured(&loaded) {
-        let scheduler = Arc::new(crate::schedule::scheduler(&loaded, Arc::clone(&manager)).await?);
+    let (scheduler, webhook) = if crate::schedule::configured(&loaded) {
+        let (scheduler, webhook) =
+            crate::schedule::scheduler(&loaded, Arc::clone(&manager)).await?;
+        let scheduler = Arc::new(scheduler);
         options = options.with_scheduler(Arc::clone(&scheduler));
-        Some(scheduler)
+        (Some(scheduler), webhook)
     } else {
-        None
+        (None, None)
     };
     let router = snoozebot_rest::router_with_keys(Arc::clone(&manager), ring.clone(), options)
         .merge(health_routes(Arc::clone(&manager), names, lazy));
@@ -161,6 +163,9 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
     // A run in progress finishes before the providers stop.
     if let Some(ticks) = ticks {
         let _ = ticks.await;
+    }
+    if let Some(webhook) = webhook {
+        webhook.finish(std::time::Duration::from_secs(10)).await;
     }
     signals.abort();
     reload.abort();

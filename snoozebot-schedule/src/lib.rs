@@ -30,6 +30,7 @@ mod select;
 mod service;
 mod spec;
 pub mod store;
+mod webhook;
 
 /// The `jiff` crate, whose timestamps and dates this API takes.
 pub use jiff;
@@ -43,6 +44,9 @@ pub use reconcile::{Applied, Fleet, Reconciler, RunPlan};
 pub use select::{CustodianConfig, DEFAULT_TAG, Schedules, Selection};
 pub use service::{Clock, RunError, Scheduler, next_tick};
 pub use spec::{Desired, LocalTime, Period, Schedule, Transition, Verdict, Weekdays};
+pub use webhook::{
+    Notifier, Webhook, WebhookError, WebhookFormat, WebhookOptions, body as webhook_body,
+};
 
 /// A schedule that cannot be read or built: what is wrong, in words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

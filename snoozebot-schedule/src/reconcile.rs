@@ -13,6 +13,7 @@ use snoozebot_core::{
 use crate::plan::{Action, Candidate, Limits, PlanItem, Remembered, plan};
 use crate::select::{Schedules, Selection};
 use crate::store::{AuditEvent, RunRecord, Store, StoreError};
+use crate::webhook::Notifier;
 
 /// A provider a run covers, by the name the audit trail records.
 #[derive(Clone)]
@@ -65,6 +66,7 @@ pub struct Reconciler {
     schedules: Arc<Schedules>,
     limits: Limits,
     store: Arc<dyn Store>,
+    notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -82,7 +84,14 @@ impl Reconciler {
             schedules,
             limits,
             store,
+            notifier: None,
         }
+    }
+
+    /// Tells `notifier` of every applied run with actions, once it is recorded (a webhook).
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// The plan at `now`: each provider listed once (concurrently), its scheduled instances
@@ -252,6 +261,9 @@ impl Reconciler {
                 .collect(),
         };
         self.store.commit(&record).await?;
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(&record);
+        }
         Ok(applied)
     }
 }
