@@ -1,7 +1,8 @@
 //! One scheduler tick at scale: mock providers with a 20 ms latency per cloud call, every
 //! scheduled instance changing state (a period boundary, the worst case), then the tick after
 //! (nothing to do). Prints the plan and apply times, list calls per provider, the store's share
-//! of the tick (SQLite on a file), and the process's memory.
+//! of the tick (SQLite on a file, then PostgreSQL started by the bench from Debian's server),
+//! and the process's memory.
 //!
 //! ```text
 //! cargo bench -p snoozebot-schedule --bench tick
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use snoozebot_core::{CloudProvider, InstanceId, InstanceState};
+use snoozebot_schedule::PostgresStore;
 use snoozebot_schedule::store::{AuditEvent, RunRecord, SqliteStore, Store, StoreError};
 use snoozebot_schedule::{
     CustodianConfig, CustodianDefaults, Fleet, Limits, Overrides, Reconciler, Remembered, Schedule,
@@ -22,20 +24,23 @@ use snoozebot_schedule::{
 };
 use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
+
 /// A store that adds up the time spent in it.
-struct Timed<S> {
-    inner: S,
+struct Timed {
+    inner: Arc<dyn Store>,
     spent: Mutex<Duration>,
 }
 
-impl<S> Timed<S> {
+impl Timed {
     fn add(&self, since: Instant) {
         *self.spent.lock().unwrap() += since.elapsed();
     }
 }
 
 #[async_trait]
-impl<S: Store> Store for Timed<S> {
+impl Store for Timed {
     async fn remembered(
         &self,
         provider: &str,
@@ -115,7 +120,7 @@ fn provider(index: usize, count: usize) -> Arc<MockProvider> {
     provider
 }
 
-async fn scale(instances: usize, providers: usize) {
+async fn scale(instances: usize, providers: usize, store_name: &str, inner: Arc<dyn Store>) {
     let per_provider = instances / providers;
     let mocks: Vec<Arc<MockProvider>> = (0..providers).map(|i| provider(i, per_provider)).collect();
     let fleets: Vec<Fleet> = mocks
@@ -126,9 +131,8 @@ async fn scale(instances: usize, providers: usize) {
             provider: Arc::clone(mock) as Arc<dyn CloudProvider>,
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Timed {
-        inner: SqliteStore::open(&dir.path().join("schedule.db")).unwrap(),
+        inner,
         spent: Mutex::new(Duration::ZERO),
     });
     let limits = Limits {
@@ -160,7 +164,7 @@ async fn scale(instances: usize, providers: usize) {
     let quiet_time = next.elapsed();
 
     println!(
-        "{instances:>7} instances, {providers:>2} providers: tick {:>7.0} ms (plan {:>5.0} ms, apply {:>6.0} ms) for {} actions ({failed} failed); \
+        "{instances:>7} instances, {providers:>2} providers, {store_name:<10}: tick {:>7.0} ms (plan {:>5.0} ms, apply {:>6.0} ms) for {} actions ({failed} failed); \
          store {:>5.0} ms = {:>4.1}% of the tick; list calls per provider {}..{}; next tick {:>5.0} ms, {} actions; RSS {} MiB (peak {} MiB)",
         whole.as_secs_f64() * 1e3,
         planned.as_secs_f64() * 1e3,
@@ -196,18 +200,41 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "scheduler tick, mock providers with 20 ms a call (8 calls at a time each), SQLite store; {} cores; load average before: {}",
+        "scheduler tick, mock providers with 20 ms a call (8 calls at a time each), SQLite and PostgreSQL stores; {} cores; load average before: {}",
         std::thread::available_parallelism().map_or(0, usize::from),
         load_average()
     );
+    let postgres = postgres::Postgres::start();
     for scale_text in scales.split(',') {
         let Some((instances, providers)) = scale_text.split_once('x') else {
             continue;
         };
-        runtime.block_on(scale(
-            instances.parse().unwrap(),
-            providers.parse().unwrap(),
-        ));
+        let (instances, providers) = (instances.parse().unwrap(), providers.parse().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("schedule.db")).unwrap());
+        runtime.block_on(scale(instances, providers, "SQLite", sqlite));
+        // A fresh database each scale: the first tick has no memory, as on SQLite.
+        let url = postgres.url.clone();
+        let database = format!("bench_{instances}_{providers}");
+        runtime.block_on(async {
+            let admin = PostgresStore::open(&url).await.unwrap();
+            drop(admin);
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE DATABASE {database}"))
+                .await
+                .unwrap();
+            let store: Arc<dyn Store> = Arc::new(
+                PostgresStore::open(&url.replace("/postgres", &format!("/{database}")))
+                    .await
+                    .unwrap(),
+            );
+            scale(instances, providers, "PostgreSQL", store).await;
+        });
     }
     println!("load average after: {}", load_average());
 }

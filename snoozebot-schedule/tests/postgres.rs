@@ -103,3 +103,31 @@ async fn a_lost_connection_is_made_again_and_a_dead_server_is_an_error() {
     assert!(error.to_string().contains("postgres"), "{error}");
     assert!(PostgresStore::open(&url).await.is_err());
 }
+
+#[tokio::test]
+async fn a_run_of_twelve_thousand_actions_is_recorded_whole() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::open(&postgres.url).await.unwrap();
+    let events: Vec<AuditEvent> = (0..12_000)
+        .map(|n| event(&format!("i-{n}"), "ok"))
+        .collect();
+    let remember: Vec<(String, InstanceId, Remembered)> = (0..12_000)
+        .map(|n| {
+            (
+                "aws".to_owned(),
+                InstanceId::new(format!("i-{n:017x}")).unwrap(),
+                Remembered::default(),
+            )
+        })
+        .collect();
+    store
+        .commit(&RunRecord {
+            id: "replica-a-2".into(),
+            events,
+            remember,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.history(20_000).await.unwrap().len(), 12_000);
+    assert_eq!(store.remembered("aws").await.unwrap().len(), 12_000);
+}
