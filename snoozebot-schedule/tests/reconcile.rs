@@ -219,3 +219,44 @@ async fn a_provider_that_cannot_be_listed_is_reported_and_the_others_run() {
     assert_eq!(plan.actions().count(), 7);
     assert!(plan.actions().all(|item| item.provider == "good"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Whatever the tags and states, an apply never touches an instance without a schedule
+    /// (nor one opted out, nor one whose tag does not read).
+    #[test]
+    fn an_apply_never_touches_an_unscheduled_instance(
+        fleet in proptest::collection::vec((0u8..5, proptest::bool::ANY), 1..30),
+        hour in 0i64..(7 * 24),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let mut builder = MockProvider::builder();
+            let mut unscheduled = Vec::new();
+            for (n, (tag, running)) in fleet.iter().enumerate() {
+                let id = format!("mock-{n:02}");
+                let state = if *running { InstanceState::Running } else { InstanceState::Stopped };
+                let instance = MockInstance::new(&id).state(state);
+                let instance = match tag {
+                    0 => instance.tag("snoozebot-schedule", "office"),
+                    1 => instance.tag("maid_offhours", "off=(M-F,18);on=(M-F,8);tz=utc"),
+                    2 => { unscheduled.push((id, state)); instance.tag("maid_offhours", "off") }
+                    3 => { unscheduled.push((id, state)); instance.tag("snoozebot-schedule", "whenever") }
+                    _ => { unscheduled.push((id, state)); instance }
+                };
+                builder = builder.instance(instance);
+            }
+            let mock = Arc::new(builder.build());
+            let fleets = [Fleet { name: "mock".into(), provider: Arc::clone(&mock) as Arc<dyn CloudProvider> }];
+            let reconciler = Reconciler::new(schedules(), Arc::new(SqliteStore::in_memory().unwrap()), Limits::default());
+            let now = utc("2026-11-30T00:00").checked_add(jiff::SignedDuration::from_hours(hour)).unwrap();
+            let plan = reconciler.plan(&fleets, now).await.unwrap();
+            reconciler.apply(&fleets, &plan).await.unwrap();
+            for (id, state) in unscheduled {
+                let id = InstanceId::new(id).unwrap();
+                assert!(plan.items.iter().all(|item| item.id != id), "{id} was planned");
+                assert_eq!(mock.get_instance(&id).await.unwrap().state, state, "{id} was touched");
+            }
+        });
+    }
+}

@@ -243,3 +243,109 @@ async fn replicas_elect_one_reconciler_and_hand_over_within_the_lease() {
             .unwrap();
     }
 }
+
+/// Ticks on paused time across the nights the clocks change: a boundary in the skipped hour
+/// acts once the clock has passed the gap, one in the repeated hour at its first occurrence.
+#[tokio::test(start_paused = true)]
+async fn ticks_across_daylight_saving_changes_act_at_the_documented_moment() {
+    // (zone, period, tick clock start (UTC), moment before, moment after, the wanted state)
+    let cases = [
+        // Berlin springs forward 2027-03-28 02:00 CET → 03:00 CEST: 02:30 is 01:30 UTC.
+        (
+            "Europe/Berlin",
+            "daily 02:30-20:00",
+            "2027-03-28T01:20:00Z",
+            9 * 60,
+            11 * 60,
+            InstanceState::Running,
+        ),
+        // New York falls back 2026-11-01 02:00 EDT → 01:00 EST: the first 01:30 is 05:30 UTC.
+        (
+            "America/New_York",
+            "daily 12:00-01:30",
+            "2026-11-01T05:20:00Z",
+            9 * 60,
+            11 * 60,
+            InstanceState::Stopped,
+        ),
+    ];
+    for (zone, period, start, before, after, wanted) in cases {
+        let initial = if wanted == InstanceState::Running {
+            InstanceState::Stopped
+        } else {
+            InstanceState::Running
+        };
+        let mock = Arc::new(
+            MockProvider::builder()
+                .instance(
+                    MockInstance::new("mock-0")
+                        .state(initial)
+                        .tag("snoozebot-schedule", "night"),
+                )
+                .build(),
+        );
+        let manager = Arc::new(PluginManager::new());
+        let registered = Arc::clone(&mock);
+        manager
+            .register("mock", move || {
+                let mock = Arc::clone(&registered);
+                async move { Ok(mock) }
+            })
+            .unwrap();
+        let night =
+            Schedule::from_periods("night", zone, &[parse_period(period).unwrap()], []).unwrap();
+        let schedules = Arc::new(Schedules::new().with_schedule(night, Overrides::default()));
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let reconciler = Reconciler::new(
+            Arc::clone(&schedules),
+            Arc::clone(&store),
+            Limits::default(),
+        );
+        let start: Timestamp = start.parse().unwrap();
+        let origin = tokio::time::Instant::now();
+        let clock = Arc::new(move || {
+            start
+                .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
+                .unwrap()
+        });
+        // A tick every minute, on the minute.
+        let scheduler = Arc::new(
+            Scheduler::new(
+                reconciler,
+                schedules,
+                store,
+                manager,
+                vec!["mock".into()],
+                Duration::from_secs(60),
+            )
+            .with_clock(clock),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ticks = tokio::spawn(Arc::clone(&scheduler).run_ticks(async {
+            let _ = stopped.await;
+        }));
+        let id = InstanceId::new("mock-0").unwrap();
+        let settle = || async {
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+        };
+        // The first tick (start + 40 s) records the state; just before the boundary, still as it was.
+        tokio::time::sleep(Duration::from_secs(before)).await;
+        settle().await;
+        assert_eq!(
+            mock.get_instance(&id).await.unwrap().state,
+            initial,
+            "{zone}: acted before the boundary"
+        );
+        tokio::time::sleep(Duration::from_secs(after - before)).await;
+        settle().await;
+        assert_eq!(
+            mock.get_instance(&id).await.unwrap().state,
+            wanted,
+            "{zone}: not acted at the boundary"
+        );
+        stop.send(()).unwrap();
+        ticks.await.unwrap();
+    }
+}
