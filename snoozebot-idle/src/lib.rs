@@ -1,0 +1,55 @@
+//! Idle detection for Snoozebot: samplers for CPU busy time, memory, network and disk
+//! throughput and terminal input over procfs ([`ProcRoot`], from a configurable root so tests
+//! run on recorded snapshots), custom probes (a command or a function), and a [`NapTracker`]
+//! that calls a machine idle once every signal has stayed under its threshold for a nap time —
+//! a busy spell shorter than a grace does not reset the count. [`Monitor`] samples on an
+//! interval and reports each change.
+//!
+//! Linux only: the samplers read procfs; elsewhere they fail with [`IdleError::Io`].
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use snoozebot_idle::{Rates, Snapshot, Thresholds};
+//!
+//! let before = Snapshot { cpu_busy: 1_000, cpu_total: 10_000, ..Snapshot::default() };
+//! let after = Snapshot { cpu_busy: 1_020, cpu_total: 11_000, ..Snapshot::default() };
+//! let rates = Rates::between(&before, &after, Duration::from_secs(10), SystemTime::now());
+//! assert!((rates.cpu_percent - 2.0).abs() < 1e-9);
+//! assert!(Thresholds::default().busy(&rates).is_empty(), "2 % CPU is idle");
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod monitor;
+mod procfs;
+
+use std::path::{Path, PathBuf};
+
+pub use monitor::{Event, Monitor, NapTracker, Probe, Signal, Thresholds};
+pub use procfs::{ProcRoot, Rates, Snapshot};
+
+/// What reading the machine can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdleError {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file did not read as the kernel writes it.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl IdleError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        IdleError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
