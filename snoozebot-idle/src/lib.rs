@@ -3,7 +3,8 @@
 //! run on recorded snapshots), custom probes (a command or a function), and a [`NapTracker`]
 //! that calls a machine idle once every signal has stayed under its threshold for a nap time —
 //! a busy spell shorter than a grace does not reset the count. [`Monitor`] samples on an
-//! interval and reports each change.
+//! interval and reports each change. [`identify`] asks the cloud's instance metadata service
+//! (EC2 IMDSv2, GCE, Azure IMDS) which instance this machine is.
 //!
 //! Linux only: the samplers read procfs; elsewhere they fail with [`IdleError::Io`].
 //!
@@ -20,11 +21,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod identity;
 mod monitor;
 mod procfs;
 
 use std::path::{Path, PathBuf};
 
+pub use identity::{Identity, IdentityError, MetadataEndpoints, identify};
 pub use monitor::{Event, Monitor, NapTracker, Probe, Signal, Thresholds};
 pub use procfs::{ProcRoot, Rates, Snapshot};
 

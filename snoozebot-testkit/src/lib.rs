@@ -41,7 +41,10 @@ pub mod conformance;
 #[cfg(feature = "gce-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]
 pub mod gce;
-#[cfg(any(feature = "gce-fake", feature = "arm-fake"))]
+#[cfg(feature = "imds-fake")]
+#[cfg_attr(docsrs, doc(cfg(feature = "imds-fake")))]
+pub mod imds;
+#[cfg(any(feature = "gce-fake", feature = "arm-fake", feature = "imds-fake"))]
 mod loopback;
 mod mock;
 
