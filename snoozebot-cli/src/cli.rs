@@ -58,6 +58,9 @@ SIGHUP: read the keys file again. GET /healthz and /readyz answer without a key.
     /// Plan and apply the schedules: stop what is out of hours, start what is in.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// On the instance itself: stop it through its provider once it has been idle.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Publish plugins: a registry directory of artifacts and a signed index, for any static
     /// file server, bucket or mirror.
     #[command(subcommand)]
@@ -338,6 +341,24 @@ Examples:
     Remove {
         /// The plugin.
         name: String,
+    },
+}
+
+/// `snoozebot agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Watch this machine; once idle for the nap and the warning, stop it through its provider.
+    #[command(after_help = "\
+Examples:
+  snoozebot agent run              (as a systemd service on the instance)")]
+    Run,
+    /// Keep this machine running for a while, however idle.
+    #[command(after_help = "\
+Examples:
+  snoozebot agent postpone 2h")]
+    Postpone {
+        /// How long (`30m`, `2h`).
+        duration: String,
     },
 }
 

@@ -63,6 +63,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, Failure> {
             crate::registry::plugins(&loaded, command).await
         }
         Command::Registry(command) => crate::registry::publish(command),
+        Command::Agent(command) => {
+            let loaded = config::load(cli.config.as_deref())?;
+            init_logging(&loaded, "warn");
+            crate::agent::run(&loaded, command).await
+        }
         Command::Schedule(command) => {
             let loaded = config::load(cli.config.as_deref())?;
             init_command_logging(&loaded, cli.verbose);

@@ -40,6 +40,9 @@ pub struct Config {
     /// How schedules are applied (`snoozebot schedule plan|apply`).
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    /// `snoozebot agent` on the instance itself.
+    #[serde(default)]
+    pub agent: AgentConfig,
 }
 
 /// `[schedules.NAME]`: when instances that select it run.
@@ -140,6 +143,54 @@ pub struct CustodianSettings {
     /// Enforce these schedules.
     #[serde(default)]
     pub enforced: bool,
+}
+
+/// `[agent]`: `snoozebot agent run` on the instance itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The configured provider this instance belongs to (it is stopped through it).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// This instance's id in that provider; default: asked of the cloud's metadata service.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// The metadata services' base URL (default: each cloud's link-local address).
+    #[serde(default)]
+    pub metadata: Option<String>,
+    /// Where `/proc` and `/dev/pts` are read (default `/`).
+    #[serde(default)]
+    pub proc_root: Option<PathBuf>,
+    /// How often to sample (default 10 s).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub interval: Option<Duration>,
+    /// How long every signal must stay idle (default 30 minutes).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub nap: Option<Duration>,
+    /// Busy spells shorter than this do not reset the nap (default 1 minute).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub grace: Option<Duration>,
+    /// Between idle and the stop; activity or a postpone cancels it (default 5 minutes).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub warning: Option<Duration>,
+    /// The file `snoozebot agent postpone` writes (default `/run/snoozebot-agent.postpone`).
+    #[serde(default)]
+    pub postpone_file: Option<PathBuf>,
+    /// CPU busy above this % keeps it awake (default 10).
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Memory in use above this % keeps it awake (default: not a signal).
+    #[serde(default)]
+    pub memory_percent: Option<f64>,
+    /// Network bytes a second above this keep it awake (default 65536).
+    #[serde(default)]
+    pub network_bytes_per_second: Option<f64>,
+    /// Disk bytes a second above this keep it awake (default 1048576).
+    #[serde(default)]
+    pub disk_bytes_per_second: Option<f64>,
+    /// Terminal input within this long keeps it awake (default 15 minutes).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub terminal_input: Option<Duration>,
 }
 
 /// `[registries.NAME]`: a plugin registry and the keys its index must be signed by.

@@ -9,6 +9,7 @@
 //!
 //! See `docs/cli.md` for the config file, every command and the exit codes.
 
+mod agent;
 mod cli;
 mod commands;
 mod config;

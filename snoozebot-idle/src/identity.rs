@@ -38,6 +38,22 @@ pub enum Identity {
     },
 }
 
+impl Identity {
+    /// The instance's id as its Snoozebot provider names it: the EC2 instance id,
+    /// `project/zone/name` on GCE, the resource id on Azure.
+    pub fn instance_id(&self) -> String {
+        match self {
+            Identity::Aws { instance_id, .. } => instance_id.clone(),
+            Identity::Gcp {
+                project,
+                zone,
+                name,
+            } => format!("{project}/{zone}/{name}"),
+            Identity::Azure { resource_id, .. } => resource_id.clone(),
+        }
+    }
+}
+
 /// Why this machine could not say which instance it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot tell which cloud instance this is: {0}")]
