@@ -173,3 +173,22 @@ async fn a_postponed_agent_keeps_its_instance_running() {
     let _ = child.wait();
     assert_eq!(state_of(client, &id).await, InstanceStateName::Running);
 }
+
+#[test]
+fn off_cloud_the_agent_says_so_in_one_line_and_exits_3() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = config_dir(&format!(
+        "[providers.fleet]\nkind = \"mock\"\n\n[agent]\nprovider = \"fleet\"\nmetadata = \"http://{closed}\"\n"
+    ));
+    let out = support::run(dir.path(), &["agent", "run"]);
+    support::expect_failure(&out, 3, "not on EC2");
+    assert_eq!(
+        text(&out.stderr).trim().lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+}
