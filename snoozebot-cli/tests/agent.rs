@@ -81,11 +81,12 @@ postpone_file = "postpone"
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() {
-    let moto = moto::Moto::start();
-    let seeding = moto.provider().await;
-    let client = seeding.client().await.unwrap();
+/// An instance on moto, the fake EC2 metadata service naming it, and a config directory whose
+/// synthetic `/proc` stays idle: the machine the agent runs on.
+async fn machine(
+    moto: &moto::Moto,
+    client: &aws_sdk_ec2::Client,
+) -> (String, FakeImds, tempfile::TempDir) {
     let id = moto
         .launch(client, 1, "build-box", "x")
         .await
@@ -96,8 +97,17 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
         region: "us-east-1".into(),
     })
     .await;
-    let dir = config_dir(&config(&moto, &imds));
+    let dir = config_dir(&config(moto, &imds));
     idle_proc(&dir.path().join("machine"));
+    (id, imds, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let (id, _imds, dir) = machine(&moto, client).await;
     let child = support::snoozebot()
         .current_dir(dir.path())
         .args(["agent", "run"])
@@ -130,18 +140,7 @@ async fn a_postponed_agent_keeps_its_instance_running() {
     let moto = moto::Moto::start();
     let seeding = moto.provider().await;
     let client = seeding.client().await.unwrap();
-    let id = moto
-        .launch(client, 1, "build-box", "x")
-        .await
-        .remove(0)
-        .to_string();
-    let imds = FakeImds::start(FakeCloud::Aws {
-        instance_id: id.clone(),
-        region: "us-east-1".into(),
-    })
-    .await;
-    let dir = config_dir(&config(&moto, &imds));
-    idle_proc(&dir.path().join("machine"));
+    let (id, _imds, dir) = machine(&moto, client).await;
     let postponed = support::run(dir.path(), &["agent", "postpone", "1h"]);
     assert_eq!(
         postponed.status.code(),

@@ -12,6 +12,26 @@ use support::{config_dir, json_lines, run, text};
 #[path = "../../snoozebot-aws/tests/support/mod.rs"]
 mod moto;
 
+/// Launches `count` instances on moto, tagged `key=value`.
+async fn launch_tagged(
+    moto: &moto::Moto,
+    client: &aws_sdk_ec2::Client,
+    count: i32,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Vec<snoozebot_core::InstanceId> {
+    let ids = moto.launch(client, count, name, "x").await;
+    client
+        .create_tags()
+        .set_resources(Some(ids.iter().map(|id| id.to_string()).collect()))
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .unwrap();
+    ids
+}
+
 /// Tuesday 1 December 2026, 23:00 UTC: midnight in Berlin, after 22:00 and after 18:00.
 const NIGHT: &str = "2026-12-01T23:00:00Z";
 /// Wednesday 2 December 2026, 08:30 UTC: 09:30 in Berlin, 08:30 in London.
@@ -22,49 +42,27 @@ async fn two_schedules_and_custodian_tags_are_planned_applied_and_planned_again_
     let moto = moto::Moto::start();
     let seeding = moto.provider().await;
     let client = seeding.client().await.unwrap();
-    let tag = |ids: Vec<snoozebot_core::InstanceId>, key: &'static str, value: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .create_tags()
-                .set_resources(Some(ids.iter().map(|id| id.to_string()).collect()))
-                .tags(Tag::builder().key(key).value(value).build())
-                .send()
-                .await
-                .unwrap();
-            ids
-        }
-    };
-    let office = tag(
-        moto.launch(client, 2, "office", "x").await,
-        "snoozebot-schedule",
-        "office",
-    )
-    .await;
-    let lab = tag(
-        moto.launch(client, 2, "lab", "x").await,
-        "snoozebot-schedule",
-        "lab",
-    )
-    .await;
-    let inline = tag(
-        moto.launch(client, 1, "inline", "x").await,
+    let office = launch_tagged(&moto, client, 2, "office", "snoozebot-schedule", "office").await;
+    let lab = launch_tagged(&moto, client, 2, "lab", "snoozebot-schedule", "lab").await;
+    let inline = launch_tagged(
+        &moto,
+        client,
+        1,
+        "inline",
         "snoozebot-schedule",
         "Mon-Fri 09:00-17:00 Europe/London",
     )
     .await;
-    let custodian = tag(
-        moto.launch(client, 2, "custodian", "x").await,
+    let custodian = launch_tagged(
+        &moto,
+        client,
+        2,
+        "custodian",
         "maid_offhours",
         "off=(M-F,18);on=(M-F,8);tz=utc",
     )
     .await;
-    let opted_out = tag(
-        moto.launch(client, 1, "opted-out", "x").await,
-        "maid_offhours",
-        "off",
-    )
-    .await;
+    let opted_out = launch_tagged(&moto, client, 1, "opted-out", "maid_offhours", "off").await;
     let free = moto.launch(client, 2, "free", "x").await;
 
     let dir = config_dir(&format!(
@@ -284,19 +282,7 @@ async fn serve_applies_the_schedules_on_its_ticks_and_shows_the_history_over_res
     let moto = moto::Moto::start();
     let seeding = moto.provider().await;
     let client = seeding.client().await.unwrap();
-    let scheduled = moto.launch(client, 3, "office", "x").await;
-    client
-        .create_tags()
-        .set_resources(Some(scheduled.iter().map(|id| id.to_string()).collect()))
-        .tags(
-            Tag::builder()
-                .key("snoozebot-schedule")
-                .value("office")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    launch_tagged(&moto, client, 3, "office", "snoozebot-schedule", "office").await;
     let free = moto.launch(client, 1, "free", "x").await;
     let dir = config_dir(&format!(
         r#"
@@ -454,19 +440,7 @@ async fn two_servers_on_one_postgres_elect_one_reconciler_and_hand_over_when_it_
     let moto = moto::Moto::start();
     let seeding = moto.provider().await;
     let client = seeding.client().await.unwrap();
-    let scheduled = moto.launch(client, 2, "office", "x").await;
-    client
-        .create_tags()
-        .set_resources(Some(scheduled.iter().map(|id| id.to_string()).collect()))
-        .tags(
-            Tag::builder()
-                .key("snoozebot-schedule")
-                .value("office")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let scheduled = launch_tagged(&moto, client, 2, "office", "snoozebot-schedule", "office").await;
     let dir = config_dir(&format!(
         r#"
 [server]

@@ -13,15 +13,20 @@ use snoozebot_schedule::{
 };
 use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 
-#[tokio::test(start_paused = true)]
-async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop() {
+/// `count` instances `mock-N` in `state`, tagged for `schedule`, as the provider `mock` of a
+/// manager.
+fn fleet(
+    count: usize,
+    state: InstanceState,
+    schedule: &str,
+) -> (Arc<MockProvider>, Arc<PluginManager>) {
     let mock = Arc::new(
-        (0..3)
+        (0..count)
             .fold(MockProvider::builder(), |builder, n| {
                 builder.instance(
                     MockInstance::new(&format!("mock-{n}"))
-                        .state(InstanceState::Running)
-                        .tag("snoozebot-schedule", "office"),
+                        .state(state)
+                        .tag("snoozebot-schedule", schedule),
                 )
             })
             .build(),
@@ -34,6 +39,23 @@ async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop()
             async move { Ok(mock) }
         })
         .unwrap();
+    (mock, manager)
+}
+
+/// A clock at `start` that follows tokio's (paused) time.
+fn paused_clock(start: &str) -> snoozebot_schedule::Clock {
+    let start: Timestamp = start.parse().unwrap();
+    let origin = tokio::time::Instant::now();
+    Arc::new(move || {
+        start
+            .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
+            .unwrap()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop() {
+    let (mock, manager) = fleet(3, InstanceState::Running, "office");
     let office = Schedule::from_periods(
         "office",
         "UTC",
@@ -49,13 +71,7 @@ async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop()
         Limits::default(),
     );
     // Tuesday 18:58:30 UTC on a clock that follows tokio's (paused) time.
-    let start: Timestamp = "2026-12-01T18:58:30Z".parse().unwrap();
-    let origin = tokio::time::Instant::now();
-    let clock = Arc::new(move || {
-        start
-            .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
-            .unwrap()
-    });
+    let clock = paused_clock("2026-12-01T18:58:30Z");
     let scheduler = Arc::new(
         Scheduler::new(
             reconciler,
@@ -106,25 +122,7 @@ async fn the_tick_at_the_period_end_stops_the_fleet_and_shutdown_ends_the_loop()
 /// the lease has run out, and not before.
 #[tokio::test(start_paused = true)]
 async fn replicas_elect_one_reconciler_and_hand_over_within_the_lease() {
-    let mock = Arc::new(
-        (0..3)
-            .fold(MockProvider::builder(), |builder, n| {
-                builder.instance(
-                    MockInstance::new(&format!("mock-{n}"))
-                        .state(InstanceState::Running)
-                        .tag("snoozebot-schedule", "office"),
-                )
-            })
-            .build(),
-    );
-    let manager = Arc::new(PluginManager::new());
-    let registered = Arc::clone(&mock);
-    manager
-        .register("mock", move || {
-            let mock = Arc::clone(&registered);
-            async move { Ok(mock) }
-        })
-        .unwrap();
+    let (mock, manager) = fleet(3, InstanceState::Running, "office");
     let office = Schedule::from_periods(
         "office",
         "UTC",
@@ -138,13 +136,7 @@ async fn replicas_elect_one_reconciler_and_hand_over_within_the_lease() {
     };
     let schedules = Arc::new(Schedules::new().with_schedule(office, enforced));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let start: Timestamp = "2026-12-01T18:59:30Z".parse().unwrap();
-    let origin = tokio::time::Instant::now();
-    let clock: snoozebot_schedule::Clock = Arc::new(move || {
-        start
-            .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
-            .unwrap()
-    });
+    let clock = paused_clock("2026-12-01T18:59:30Z");
     let replica = |holder: &str| {
         let reconciler = Reconciler::new(
             Arc::clone(&schedules),
@@ -275,23 +267,7 @@ async fn ticks_across_daylight_saving_changes_act_at_the_documented_moment() {
         } else {
             InstanceState::Running
         };
-        let mock = Arc::new(
-            MockProvider::builder()
-                .instance(
-                    MockInstance::new("mock-0")
-                        .state(initial)
-                        .tag("snoozebot-schedule", "night"),
-                )
-                .build(),
-        );
-        let manager = Arc::new(PluginManager::new());
-        let registered = Arc::clone(&mock);
-        manager
-            .register("mock", move || {
-                let mock = Arc::clone(&registered);
-                async move { Ok(mock) }
-            })
-            .unwrap();
+        let (mock, manager) = fleet(1, initial, "night");
         let night =
             Schedule::from_periods("night", zone, &[parse_period(period).unwrap()], []).unwrap();
         let schedules = Arc::new(Schedules::new().with_schedule(night, Overrides::default()));
@@ -301,13 +277,7 @@ async fn ticks_across_daylight_saving_changes_act_at_the_documented_moment() {
             Arc::clone(&store),
             Limits::default(),
         );
-        let start: Timestamp = start.parse().unwrap();
-        let origin = tokio::time::Instant::now();
-        let clock = Arc::new(move || {
-            start
-                .checked_add(SignedDuration::try_from(origin.elapsed()).unwrap())
-                .unwrap()
-        });
+        let clock = paused_clock(start);
         // A tick every minute, on the minute.
         let scheduler = Arc::new(
             Scheduler::new(
