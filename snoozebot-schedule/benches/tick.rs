@@ -19,8 +19,8 @@ use snoozebot_core::{CloudProvider, InstanceId, InstanceState};
 use snoozebot_schedule::PostgresStore;
 use snoozebot_schedule::store::{AuditEvent, RunRecord, SqliteStore, Store, StoreError};
 use snoozebot_schedule::{
-    CustodianConfig, CustodianDefaults, Fleet, Limits, Overrides, Reconciler, Remembered, Schedule,
-    Schedules, parse_period,
+    AgentRecord, CustodianConfig, CustodianDefaults, Fleet, Limits, Overrides, Reconciler,
+    Remembered, Schedule, Schedules, parse_period,
 };
 use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 
@@ -69,6 +69,26 @@ impl Store for Timed {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.inner.try_lead(holder, now, ttl).await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.inner.agents().await
+    }
+
+    async fn agent(
+        &self,
+        provider: &str,
+        instance: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.agent(provider, instance).await
+    }
+
+    async fn swap_agent(
+        &self,
+        record: &AgentRecord,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_agent(record, events).await
     }
 }
 

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agents;
 mod parse;
 pub mod plan;
 mod postgres;
@@ -32,6 +33,9 @@ mod spec;
 pub mod store;
 mod webhook;
 
+pub use agents::{
+    AgentError, AgentPolicy, AgentRecord, AgentState, Agents, Registration, Report, Sweep,
+};
 /// The `jiff` crate, whose timestamps and dates this API takes.
 pub use jiff;
 pub use parse::{

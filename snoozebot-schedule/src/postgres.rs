@@ -9,8 +9,12 @@ use jiff::Timestamp;
 use snoozebot_core::InstanceId;
 use tokio::sync::Mutex;
 
+use crate::agents::AgentRecord;
 use crate::plan::Remembered;
-use crate::store::{AuditEvent, RunRecord, Store, StoreError, from_ms, lease_expiry, to_ms};
+use crate::store::{
+    AGENT_COLUMNS, AGENTS_TABLE, AgentColumns, AuditEvent, RunRecord, Store, StoreError, from_ms,
+    lease_expiry, to_ms,
+};
 
 /// The migrations, in order; each runs once, in a transaction, recorded in `schema_migrations`.
 const MIGRATIONS: &[&str] = &[
@@ -41,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
          holder TEXT NOT NULL,
          expires_ms BIGINT NOT NULL
      );",
+    // 2: reporting agents.
+    AGENTS_TABLE,
 ];
 
 /// Serialises migrations of replicas starting together (`pg_advisory_xact_lock`).
@@ -155,6 +161,60 @@ fn connected(
         .ok_or_else(|| StoreError("postgres: not connected".to_owned()))
 }
 
+/// Rows per statement (`UNNEST` of arrays): a round trip per row made the store 90 % of a
+/// 100,000-instance tick.
+const ROWS_PER_STATEMENT: usize = 5_000;
+
+async fn insert_events(
+    transaction: &tokio_postgres::Transaction<'_>,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let column =
+            |field: fn(&AuditEvent) -> &str| -> Vec<&str> { chunk.iter().map(field).collect() };
+        let at: Vec<i64> = chunk.iter().map(|e| to_ms(e.at)).collect();
+        let errors: Vec<Option<&str>> = chunk.iter().map(|e| e.error.as_deref()).collect();
+        transaction
+                .execute(
+                    "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                          $6::text[], $7::text[], $8::text[], $9::text[])",
+                    &[
+                        &at,
+                        &column(|e| &e.run),
+                        &column(|e| &e.provider),
+                        &column(|e| &e.instance),
+                        &column(|e| &e.schedule),
+                        &column(|e| &e.action),
+                        &column(|e| &e.reason),
+                        &column(|e| &e.outcome),
+                        &errors,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+fn pg_agent(row: &tokio_postgres::Row) -> AgentRecord {
+    AgentColumns {
+        provider: row.get(0),
+        instance: row.get(1),
+        hostname: row.get(2),
+        version: row.get(3),
+        registered_ms: row.get(4),
+        last_seen_ms: row.get(5),
+        state: row.get(6),
+        idle_since_ms: row.get(7),
+        stop_at_ms: row.get(8),
+        postponed_until_ms: row.get(9),
+        note: row.get(10),
+        revision: row.get(11),
+    }
+    .record()
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn remembered(
@@ -185,10 +245,8 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    /// One statement per table per chunk of rows (`UNNEST` of arrays), not one per row: a
-    /// round trip per row made the store 90 % of a 100,000-instance tick.
+    /// One statement per table per chunk of rows, not one per row.
     async fn commit(&self, run: &RunRecord) -> Result<(), StoreError> {
-        const ROWS_PER_STATEMENT: usize = 5_000;
         let mut guard = self.client().await?;
         let transaction = connected(&mut guard)?
             .transaction()
@@ -218,31 +276,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg_error)?;
         }
-        for chunk in run.events.chunks(ROWS_PER_STATEMENT) {
-            let column =
-                |field: fn(&AuditEvent) -> &str| -> Vec<&str> { chunk.iter().map(field).collect() };
-            let at: Vec<i64> = chunk.iter().map(|e| to_ms(e.at)).collect();
-            let errors: Vec<Option<&str>> = chunk.iter().map(|e| e.error.as_deref()).collect();
-            transaction
-                .execute(
-                    "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                          $6::text[], $7::text[], $8::text[], $9::text[])",
-                    &[
-                        &at,
-                        &column(|e| &e.run),
-                        &column(|e| &e.provider),
-                        &column(|e| &e.instance),
-                        &column(|e| &e.schedule),
-                        &column(|e| &e.action),
-                        &column(|e| &e.reason),
-                        &column(|e| &e.outcome),
-                        &errors,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
-        }
+        insert_events(&transaction, &run.events).await?;
         transaction.commit().await.map_err(pg_error)
     }
 
@@ -292,5 +326,88 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(!rows.is_empty())
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut guard = self.client().await?;
+        let rows = connected(&mut guard)?
+            .query(
+                &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY provider, instance"),
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(pg_agent).collect())
+    }
+
+    async fn agent(
+        &self,
+        provider: &str,
+        instance: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let mut guard = self.client().await?;
+        let row = connected(&mut guard)?
+            .query_opt(
+                &format!(
+                    "SELECT {AGENT_COLUMNS} FROM agents WHERE provider = $1 AND instance = $2"
+                ),
+                &[&provider, &instance],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.as_ref().map(pg_agent))
+    }
+
+    async fn swap_agent(
+        &self,
+        record: &AgentRecord,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut guard = self.client().await?;
+        let transaction = connected(&mut guard)?
+            .transaction()
+            .await
+            .map_err(pg_error)?;
+        // Revision 0 read: inserted unless another writer inserted first. Otherwise updated
+        // while the stored revision is still the one read.
+        let statement = if record.revision == 0 {
+            format!(
+                "INSERT INTO agents ({AGENT_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bigint + 1)
+                 ON CONFLICT (provider, instance) DO NOTHING"
+            )
+        } else {
+            "UPDATE agents SET hostname = $3, version = $4, registered_ms = $5, last_seen_ms = $6,
+                 state = $7, idle_since_ms = $8, stop_at_ms = $9, postponed_until_ms = $10,
+                 note = $11, revision = $12::bigint + 1
+             WHERE provider = $1 AND instance = $2 AND revision = $12::bigint"
+                .to_owned()
+        };
+        let written = transaction
+            .execute(
+                &statement,
+                &[
+                    &record.provider,
+                    &record.instance,
+                    &record.hostname,
+                    &record.version,
+                    &to_ms(record.registered_at),
+                    &to_ms(record.last_seen),
+                    &record.state.as_str(),
+                    &record.idle_since.map(to_ms),
+                    &record.stop_at.map(to_ms),
+                    &record.postponed_until.map(to_ms),
+                    &record.note,
+                    &record.revision,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if written == 0 {
+            return Ok(false);
+        }
+        insert_events(&transaction, events).await?;
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(true)
     }
 }

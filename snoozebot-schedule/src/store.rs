@@ -1,6 +1,7 @@
 //! The state store and audit trail: what each run remembers of each instance, and every action
-//! taken (when, which instance, schedule, reason, outcome, error). [`SqliteStore`] is embedded
-//! and needs no set-up; [`MemoryStore`] is for tests and one-off plans.
+//! taken (when, which instance, schedule, reason, outcome, error), and what reporting agents last
+//! said. [`SqliteStore`] is embedded and needs no set-up; [`MemoryStore`] is for tests and
+//! one-off plans.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use snoozebot_core::InstanceId;
 
+use crate::agents::{AgentRecord, AgentState};
 use crate::plan::Remembered;
 
 /// A store that failed: what failed, in words.
@@ -72,6 +74,23 @@ pub trait Store: Send + Sync {
         now: Timestamp,
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
+    /// Every registered agent.
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// The agent of `provider`'s `instance`, if one registered.
+    async fn agent(
+        &self,
+        provider: &str,
+        instance: &str,
+    ) -> Result<Option<AgentRecord>, StoreError>;
+    /// Writes `record` and records `events` in one transaction — if the stored revision is
+    /// still `record.revision` (0: none stored); the stored one becomes `record.revision + 1`.
+    /// `false`, and nothing written, when another writer came first: read again and decide
+    /// again. Replicas and sweeps never overwrite each other's decisions this way.
+    async fn swap_agent(
+        &self,
+        record: &AgentRecord,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
 }
 
 /// The lease's expiry `ttl` after `now`, in milliseconds.
@@ -90,6 +109,7 @@ struct MemoryInner {
     remembered: HashMap<(String, InstanceId), Remembered>,
     events: Vec<AuditEvent>,
     lease: Option<(String, i64)>,
+    agents: HashMap<(String, String), AgentRecord>,
 }
 
 #[async_trait]
@@ -139,6 +159,43 @@ impl Store for MemoryStore {
         }
         Ok(free)
     }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut agents: Vec<AgentRecord> = inner.agents.values().cloned().collect();
+        agents.sort_by(|a, b| (&a.provider, &a.instance).cmp(&(&b.provider, &b.instance)));
+        Ok(agents)
+    }
+
+    async fn agent(
+        &self,
+        provider: &str,
+        instance: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .agents
+            .get(&(provider.to_owned(), instance.to_owned()))
+            .cloned())
+    }
+
+    async fn swap_agent(
+        &self,
+        record: &AgentRecord,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (record.provider.clone(), record.instance.clone());
+        let stored = inner.agents.get(&key).map_or(0, |stored| stored.revision);
+        if stored != record.revision {
+            return Ok(false);
+        }
+        let mut written = record.clone();
+        written.revision += 1;
+        inner.agents.insert(key, written);
+        inner.events.extend(events.iter().cloned());
+        Ok(true)
+    }
 }
 
 /// The migrations, in order; each runs once, in a transaction, and is recorded in
@@ -172,7 +229,67 @@ const MIGRATIONS: &[&str] = &[
          holder TEXT NOT NULL,
          expires_ms INTEGER NOT NULL
      );",
+    // 3: reporting agents.
+    AGENTS_TABLE,
 ];
+
+/// The agents' table, alike in SQLite and PostgreSQL (`BIGINT` is SQLite's `INTEGER`).
+pub(crate) const AGENTS_TABLE: &str = "CREATE TABLE agents (
+         provider TEXT NOT NULL,
+         instance TEXT NOT NULL,
+         hostname TEXT NOT NULL,
+         version TEXT NOT NULL,
+         registered_ms BIGINT NOT NULL,
+         last_seen_ms BIGINT NOT NULL,
+         state TEXT NOT NULL,
+         idle_since_ms BIGINT,
+         stop_at_ms BIGINT,
+         postponed_until_ms BIGINT,
+         note TEXT NOT NULL,
+         revision BIGINT NOT NULL,
+         PRIMARY KEY (provider, instance)
+     );";
+
+/// The agents' columns, in the order [`agent_from_columns`] reads them.
+pub(crate) const AGENT_COLUMNS: &str = "provider, instance, hostname, version, registered_ms, \
+     last_seen_ms, state, idle_since_ms, stop_at_ms, postponed_until_ms, note, revision";
+
+/// The columns of one row, as both databases hand them over.
+pub(crate) struct AgentColumns {
+    pub(crate) provider: String,
+    pub(crate) instance: String,
+    pub(crate) hostname: String,
+    pub(crate) version: String,
+    pub(crate) registered_ms: i64,
+    pub(crate) last_seen_ms: i64,
+    pub(crate) state: String,
+    pub(crate) idle_since_ms: Option<i64>,
+    pub(crate) stop_at_ms: Option<i64>,
+    pub(crate) postponed_until_ms: Option<i64>,
+    pub(crate) note: String,
+    pub(crate) revision: i64,
+}
+
+impl AgentColumns {
+    /// The record; a state this version does not know reads as lost (decided again on the
+    /// next report).
+    pub(crate) fn record(self) -> AgentRecord {
+        AgentRecord {
+            provider: self.provider,
+            instance: self.instance,
+            hostname: self.hostname,
+            version: self.version,
+            registered_at: from_ms(self.registered_ms),
+            last_seen: from_ms(self.last_seen_ms),
+            state: self.state.parse().unwrap_or(AgentState::Lost),
+            idle_since: self.idle_since_ms.map(from_ms),
+            stop_at: self.stop_at_ms.map(from_ms),
+            postponed_until: self.postponed_until_ms.map(from_ms),
+            note: self.note,
+            revision: self.revision,
+        }
+    }
+}
 
 /// SQLite, embedded: one file, no server, migrated on open.
 #[derive(Clone)]
@@ -332,24 +449,8 @@ impl Store for SqliteStore {
                         remembered.kept
                     ])?;
                 }
-                let mut event = transaction.prepare_cached(
-                    "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for e in &run.events {
-                    event.execute(rusqlite::params![
-                        to_ms(e.at),
-                        e.run,
-                        e.provider,
-                        e.instance,
-                        e.schedule,
-                        e.action,
-                        e.reason,
-                        e.outcome,
-                        e.error
-                    ])?;
-                }
             }
+            insert_events(&transaction, &run.events)?;
             transaction.commit()
         })
         .await
@@ -406,6 +507,132 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM agents ORDER BY provider, instance"
+            ))?;
+            let rows = statement.query_map([], sqlite_agent)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn agent(
+        &self,
+        provider: &str,
+        instance: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let (provider, instance) = (provider.to_owned(), instance.to_owned());
+        self.with(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM agents WHERE provider = ?1 AND instance = ?2"
+            ))?;
+            let mut rows = statement.query_map([&provider, &instance], sqlite_agent)?;
+            rows.next().transpose()
+        })
+        .await
+    }
+
+    async fn swap_agent(
+        &self,
+        record: &AgentRecord,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let record = record.clone();
+        let events = events.to_vec();
+        self.with(move |connection| {
+            // Immediate: the read and the write are one step for other processes too.
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let stored: i64 = transaction
+                .query_row(
+                    "SELECT revision FROM agents WHERE provider = ?1 AND instance = ?2",
+                    [&record.provider, &record.instance],
+                    |row| row.get(0),
+                )
+                .or_else(|error| match error {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                    error => Err(error),
+                })?;
+            if stored != record.revision {
+                return Ok(false);
+            }
+            transaction.execute(
+                &format!(
+                    "INSERT INTO agents ({AGENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (provider, instance) DO UPDATE SET
+                         hostname = excluded.hostname, version = excluded.version,
+                         registered_ms = excluded.registered_ms, last_seen_ms = excluded.last_seen_ms,
+                         state = excluded.state, idle_since_ms = excluded.idle_since_ms,
+                         stop_at_ms = excluded.stop_at_ms,
+                         postponed_until_ms = excluded.postponed_until_ms, note = excluded.note,
+                         revision = excluded.revision"
+                ),
+                rusqlite::params![
+                    record.provider,
+                    record.instance,
+                    record.hostname,
+                    record.version,
+                    to_ms(record.registered_at),
+                    to_ms(record.last_seen),
+                    record.state.as_str(),
+                    record.idle_since.map(to_ms),
+                    record.stop_at.map(to_ms),
+                    record.postponed_until.map(to_ms),
+                    record.note,
+                    record.revision + 1,
+                ],
+            )?;
+            insert_events(&transaction, &events)?;
+            transaction.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+fn sqlite_agent(row: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
+    Ok(AgentColumns {
+        provider: row.get(0)?,
+        instance: row.get(1)?,
+        hostname: row.get(2)?,
+        version: row.get(3)?,
+        registered_ms: row.get(4)?,
+        last_seen_ms: row.get(5)?,
+        state: row.get(6)?,
+        idle_since_ms: row.get(7)?,
+        stop_at_ms: row.get(8)?,
+        postponed_until_ms: row.get(9)?,
+        note: row.get(10)?,
+        revision: row.get(11)?,
+    }
+    .record())
+}
+
+fn insert_events(
+    transaction: &rusqlite::Transaction<'_>,
+    events: &[AuditEvent],
+) -> rusqlite::Result<()> {
+    let mut event = transaction.prepare_cached(
+        "INSERT INTO events (at_ms, run, provider, instance, schedule, action, reason, outcome, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for e in events {
+        event.execute(rusqlite::params![
+            to_ms(e.at),
+            e.run,
+            e.provider,
+            e.instance,
+            e.schedule,
+            e.action,
+            e.reason,
+            e.outcome,
+            e.error
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

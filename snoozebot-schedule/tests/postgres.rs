@@ -93,6 +93,13 @@ async fn postgres_keeps_the_trail_and_the_memory_and_elects_one_leader() {
 }
 
 #[tokio::test]
+async fn postgres_swaps_agents_records_only_from_the_revision_read() {
+    let postgres = Postgres::start();
+    let store = PostgresStore::open(&postgres.url).await.unwrap();
+    support::agent_store::swaps(&store).await;
+}
+
+#[tokio::test]
 async fn a_lost_connection_is_made_again_and_a_dead_server_is_an_error() {
     let postgres = Postgres::start();
     let store = PostgresStore::open(&postgres.url).await.unwrap();

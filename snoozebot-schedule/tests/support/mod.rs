@@ -1,2 +1,4 @@
 //! What the schedule crate's tests share.
+#![allow(dead_code, clippy::unwrap_used)]
+pub mod agent_store;
 pub mod postgres;
