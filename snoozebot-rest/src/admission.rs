@@ -1,4 +1,5 @@
-//! Which requests run now: instance routes share a pool with a cap per provider, and the
+//! Which requests run now: instance routes (and agents' reports, which are about instances)
+//! share a pool with a cap per provider, and the
 //! control routes (plugins, the document) have a pool of their own, so one slow provider
 //! starves neither the other providers nor the admin who would unload it. Past a pool: `503`
 //! with `Retry-After: 1`, logged at `DEBUG` with a count now and then; past the time limit:
@@ -75,7 +76,11 @@ impl Admission {
 
     /// The permits `path` needs, or the refusal.
     fn admit(&self, path: &str) -> Result<Vec<OwnedSemaphorePermit>, String> {
-        let Some(rest) = path.strip_prefix("/api/providers/") else {
+        // An agent's calls are about its provider's instance: that provider's pools.
+        let Some(rest) = path
+            .strip_prefix("/api/providers/")
+            .or_else(|| path.strip_prefix("/api/agents/"))
+        else {
             return try_acquire(&self.control)
                 .map(|permit| vec![permit])
                 .ok_or_else(|| "too many plugin and document requests at once".to_owned());

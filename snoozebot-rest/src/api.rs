@@ -29,6 +29,11 @@ pub(crate) struct Caller {
     pub(crate) role: Option<Role>,
 }
 
+/// The key presented on an agent route, for its handler to check against the path.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+pub(crate) struct PresentedKey(pub(crate) Option<String>);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -36,6 +41,9 @@ pub(crate) struct AppState {
     /// The scheduler behind the schedule routes, if this server runs schedules.
     #[cfg(feature = "schedules")]
     pub(crate) scheduler: Option<Arc<snoozebot_schedule::Scheduler>>,
+    /// The agents behind the agent routes, and their keys.
+    #[cfg(feature = "schedules")]
+    pub(crate) agents: Option<(Arc<snoozebot_schedule::Agents>, crate::AgentKeys)>,
     /// [`HttpOptions::load_registered_on_use`](crate::HttpOptions::load_registered_on_use).
     pub(crate) load_registered_on_use: bool,
     /// The OpenAPI document, serialized once.

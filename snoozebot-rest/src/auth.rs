@@ -1,9 +1,13 @@
-//! API keys and roles.
+//! API keys and roles, and agents' keys.
 //!
 //! A key is a random secret (`sbk_` and 43 base64url characters: 256 bits). Only its SHA-256
 //! is kept: in memory, and in the keys file. Presented keys are hashed and compared with every
 //! stored hash in constant time. Keys are never logged, and [`ApiKeys`]' `Debug` shows roles
 //! and labels only.
+//!
+//! An agent's key ([`AgentKeys`]) is derived from a server secret and the one instance it may
+//! speak for (HMAC-SHA256), so the server keeps no list of them and a key taken from one
+//! machine speaks for no other.
 
 use std::fmt;
 use std::path::Path;
@@ -318,6 +322,87 @@ impl KeyRing {
     }
 }
 
+/// The keys agents present: each is bound to one instance of one provider, derived from a
+/// server secret (`sba_` and the HMAC-SHA256 of the provider and instance, base64url). A key
+/// works for its own instance's agent routes and nothing else; rotating the secret revokes
+/// every key.
+///
+/// ```
+/// use snoozebot_rest::AgentKeys;
+///
+/// let keys = AgentKeys::new(b"a server secret of at least 32 bytes!")?;
+/// let key = keys.key_for("aws", "i-0123456789abcdef0");
+/// assert!(keys.verify("aws", "i-0123456789abcdef0", &key));
+/// assert!(!keys.verify("aws", "i-0fffffffffffffff0", &key));
+/// # Ok::<(), snoozebot_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct AgentKeys {
+    mac: hmac::Hmac<Sha256>,
+}
+
+impl fmt::Debug for AgentKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AgentKeys(..)")
+    }
+}
+
+/// What an agent key is a MAC of: a version, the provider and the instance, apart.
+fn agent_subject(provider: &str, instance: &str) -> Vec<u8> {
+    let mut subject = b"snoozebot-agent-v1\0".to_vec();
+    subject.extend_from_slice(provider.as_bytes());
+    subject.push(0);
+    subject.extend_from_slice(instance.as_bytes());
+    subject
+}
+
+impl AgentKeys {
+    /// The shortest secret accepted, in bytes.
+    pub const MIN_SECRET: usize = 32;
+
+    /// Keys derived from `secret` (at least [`MIN_SECRET`](Self::MIN_SECRET) bytes; a
+    /// [`Config`](snoozebot_core::ErrorKind::Config) error otherwise).
+    pub fn new(secret: &[u8]) -> Result<Self> {
+        use hmac::Mac as _;
+        if secret.len() < Self::MIN_SECRET {
+            return Err(Error::config(format!(
+                "the agents' secret is {} bytes; it must be at least {} (e.g. `openssl rand -base64 32`)",
+                secret.len(),
+                Self::MIN_SECRET
+            )));
+        }
+        let mac = hmac::Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|error| Error::config(format!("the agents' secret: {error}")))?;
+        Ok(AgentKeys { mac })
+    }
+
+    /// The key of `provider`'s `instance`'s agent.
+    pub fn key_for(&self, provider: &str, instance: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = self.mac.clone();
+        mac.update(&agent_subject(provider, instance));
+        format!(
+            "sba_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// Whether `presented` is the key of `provider`'s `instance`'s agent (compared in constant
+    /// time).
+    pub fn verify(&self, provider: &str, instance: &str, presented: &str) -> bool {
+        use hmac::Mac as _;
+        let Some(encoded) = presented.strip_prefix("sba_") else {
+            return false;
+        };
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+            return false;
+        };
+        let mut mac = self.mac.clone();
+        mac.update(&agent_subject(provider, instance));
+        mac.verify_slice(&tag).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +478,27 @@ mod tests {
         assert!(constant_time_eq(&a, &b));
         b[31] ^= 1;
         assert!(!constant_time_eq(&a, &b));
+    }
+
+    #[test]
+    fn agent_keys_are_bound_to_their_instance_and_secret() {
+        let keys = AgentKeys::new(&[7u8; 32]).unwrap();
+        let key = keys.key_for("aws", "i-1");
+        assert!(key.starts_with("sba_") && key.len() == 4 + 43, "{key}");
+        assert!(keys.verify("aws", "i-1", &key));
+        // Another instance, provider, or a subject that runs the two together.
+        assert!(!keys.verify("aws", "i-2", &key));
+        assert!(!keys.verify("gcp", "i-1", &key));
+        assert!(!keys.verify("aw", "si-1", &key));
+        assert!(!keys.verify("aws", "i-1", &key[..key.len() - 1]));
+        assert!(!keys.verify("aws", "i-1", "sba_!!!"));
+        assert!(!keys.verify("aws", "i-1", ""));
+        let other = AgentKeys::new(&[8u8; 32]).unwrap();
+        assert!(!other.verify("aws", "i-1", &key));
+        assert_eq!(
+            AgentKeys::new(b"short").unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(format!("{keys:?}"), "AgentKeys(..)");
     }
 }

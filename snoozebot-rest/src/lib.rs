@@ -26,6 +26,8 @@
 //! | `POST /api/providers/{name}/instances/{id}/stop`, `.../start`, `.../instances/stop`, `.../instances/start` | operator |
 //! | `GET /api/schedules`, `GET /api/schedules/plan`, `GET /api/schedules/history` (feature `schedules`) | reader |
 //! | `POST /api/schedules/apply` (feature `schedules`) | operator |
+//! | `GET /api/agents`, `GET /api/agents/{provider}/{instance}` (feature `schedules`) | reader |
+//! | `POST /api/agents/{provider}/{instance}/register`, `…/heartbeat`, `…/idle`, `…/active` (feature `schedules`) | that instance's [agent key](AgentKeys) only |
 //! | `GET /api/openapi.json` | none |
 //!
 //! A key is sent as `Authorization: Bearer <key>` or `X-API-Key: <key>`. No key, or an unknown
@@ -47,6 +49,8 @@
 #![deny(missing_docs)]
 
 mod admission;
+#[cfg(feature = "schedules")]
+mod agents;
 mod api;
 mod auth;
 mod problem;
@@ -74,7 +78,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{ApiKeys, KeyRing, Role};
+pub use auth::{AgentKeys, ApiKeys, KeyRing, Role};
 pub use problem::{PROBLEM_JSON, Problem, status_for};
 pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
 pub use tls::tls_config;
@@ -120,6 +124,10 @@ pub struct HttpOptions {
     /// answer `404`.
     #[cfg(feature = "schedules")]
     pub scheduler: Option<Arc<snoozebot_schedule::Scheduler>>,
+    /// The agents the agent routes (`/api/agents…`) answer for, and the keys they present;
+    /// without them those routes answer `404`.
+    #[cfg(feature = "schedules")]
+    pub agents: Option<(Arc<snoozebot_schedule::Agents>, AgentKeys)>,
 }
 
 impl Default for HttpOptions {
@@ -136,6 +144,8 @@ impl Default for HttpOptions {
             load_registered_on_use: false,
             #[cfg(feature = "schedules")]
             scheduler: None,
+            #[cfg(feature = "schedules")]
+            agents: None,
         }
     }
 }
@@ -183,6 +193,13 @@ impl HttpOptions {
         self.scheduler = Some(scheduler);
         self
     }
+
+    /// Answers the agent routes for `agents`, accepting the agent keys `keys` derives.
+    #[cfg(feature = "schedules")]
+    pub fn with_agents(mut self, agents: Arc<snoozebot_schedule::Agents>, keys: AgentKeys) -> Self {
+        self.agents = Some((agents, keys));
+        self
+    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -197,6 +214,7 @@ impl HttpOptions {
         (name = "plugins", description = "Providers: discover, load, unload, health"),
         (name = "instances", description = "Instances of a loaded provider: list, get, stop, start"),
         (name = "schedules", description = "Schedules (feature schedules): the schedules, the plan now, applying it, the history"),
+        (name = "agents", description = "Agents on instances (feature schedules): register, heartbeat, idle and active reports with the agent's own key; the agents and the server's decisions"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -328,7 +346,10 @@ mod problems {
                 if !public {
                     add(operation, &PROTECTED);
                 }
-                if path.starts_with("/api/providers/") || path.starts_with("/api/plugins") {
+                if path.starts_with("/api/providers/")
+                    || path.starts_with("/api/plugins")
+                    || path.starts_with("/api/agents/")
+                {
                     add(operation, &PROVIDER_CALLS);
                 }
             }
@@ -336,8 +357,23 @@ mod problems {
     }
 }
 
-/// The role each `(method, path)` needs, read from the document; `None`: public.
-type RoleTable = HashMap<(Method, String), Option<Role>>;
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Nothing: public.
+    Anyone,
+    /// An API key of this role or a stronger one.
+    Role(Role),
+    /// The key of the agent of the instance the path names (checked by the handler, which
+    /// reads the path; the scope `agent`).
+    Agent,
+}
+
+/// What each `(method, path)` needs, read from the document.
+type RoleTable = HashMap<(Method, String), Need>;
+
+/// The OpenAPI scope of the agent routes.
+const AGENT_SCOPE: &str = "agent";
 
 fn role_table(openapi: &OpenApi) -> RoleTable {
     let mut table = RoleTable::new();
@@ -358,30 +394,40 @@ fn role_table(openapi: &OpenApi) -> RoleTable {
             let requirements = operation
                 .get("security")
                 .and_then(|security| security.as_array());
-            let role = match requirements {
+            let scopes = || {
+                requirements
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|requirement| requirement.as_object())
+                    .flat_map(|requirement| requirement.values())
+                    .filter_map(|scopes| scopes.as_array())
+                    .flatten()
+                    .filter_map(|scope| scope.as_str())
+            };
+            let need = match requirements {
                 // An empty requirement is anonymous access.
                 Some(all)
                     if all
                         .iter()
                         .any(|r| r.as_object().is_some_and(|m| m.is_empty())) =>
                 {
-                    None
+                    Need::Anyone
                 }
-                Some(all) => Some(
-                    all.iter()
-                        .filter_map(|requirement| requirement.as_object())
-                        .flat_map(|requirement| requirement.values())
-                        .filter_map(|scopes| scopes.as_array())
-                        .flatten()
-                        .filter_map(|scope| scope.as_str()?.parse::<Role>().ok())
+                // Only the agent scope: the agent's key, and nothing else.
+                Some(_) if scopes().next().is_some() && scopes().all(|s| s == AGENT_SCOPE) => {
+                    Need::Agent
+                }
+                Some(_) => Need::Role(
+                    scopes()
+                        .filter_map(|scope| scope.parse::<Role>().ok())
                         .min()
                         // Security without a known role: only admins (fail closed).
                         .unwrap_or(Role::Admin),
                 ),
                 // No security at all: fail closed too.
-                None => Some(Role::Admin),
+                None => Need::Role(Role::Admin),
             };
-            table.insert((method, path.clone()), role);
+            table.insert((method, path.clone()), need);
         }
     }
     table
@@ -419,15 +465,21 @@ async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next)
         &Method::HEAD => Method::GET,
         method => method.clone(),
     };
-    let needed = guard
+    let need = guard
         .roles
         .get(&(method, path))
         .copied()
         // A route missing from the document: only admins (fail closed).
-        .unwrap_or(Some(Role::Admin));
+        .unwrap_or(Need::Role(Role::Admin));
+    if need == Need::Agent {
+        // The handler checks the agent's key against the instance its path names.
+        let key = presented_key(&request).map(str::to_owned);
+        request.extensions_mut().insert(api::PresentedKey(key));
+        return next.run(request).await;
+    }
     let keys = guard.keys.current();
     let caller = presented_key(&request).and_then(|key| keys.identify(key));
-    if let Some(needed) = needed {
+    if let Need::Role(needed) = need {
         match caller {
             None => {
                 return ApiError::unauthorized(
@@ -510,7 +562,13 @@ fn routes() -> (Router<AppState>, OpenApi) {
         .routes(routes!(schedules::list_schedules))
         .routes(routes!(schedules::plan))
         .routes(routes!(schedules::apply))
-        .routes(routes!(schedules::history));
+        .routes(routes!(schedules::history))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::get_agent))
+        .routes(routes!(agents::register))
+        .routes(routes!(agents::heartbeat))
+        .routes(routes!(agents::idle))
+        .routes(routes!(agents::active));
     let (router, openapi) = router.split_for_parts();
     (router, document(openapi))
 }
@@ -547,6 +605,8 @@ pub fn router_with_keys(
         manager,
         #[cfg(feature = "schedules")]
         scheduler: options.scheduler.clone(),
+        #[cfg(feature = "schedules")]
+        agents: options.agents.clone(),
         load_registered_on_use: options.load_registered_on_use,
         document,
         limits: Limits {
@@ -600,28 +660,41 @@ mod tests {
     fn the_role_table_comes_from_the_document() {
         let table = role_table(&openapi());
         let role = |method: Method, path: &str| table.get(&(method, path.to_owned())).copied();
-        assert_eq!(role(Method::GET, "/api/plugins"), Some(Some(Role::Reader)));
-        assert_eq!(
-            role(Method::POST, "/api/plugins/load"),
-            Some(Some(Role::Admin))
-        );
+        let needs = |role: Role| Some(Need::Role(role));
+        assert_eq!(role(Method::GET, "/api/plugins"), needs(Role::Reader));
+        assert_eq!(role(Method::POST, "/api/plugins/load"), needs(Role::Admin));
         assert_eq!(
             role(Method::POST, "/api/providers/{name}/instances/{id}/stop"),
-            Some(Some(Role::Operator))
+            needs(Role::Operator)
         );
-        assert_eq!(role(Method::GET, "/api/openapi.json"), Some(None));
+        assert_eq!(role(Method::GET, "/api/openapi.json"), Some(Need::Anyone));
         #[cfg(feature = "schedules")]
         {
             assert_eq!(
                 role(Method::GET, "/api/schedules/plan"),
-                Some(Some(Role::Reader))
+                needs(Role::Reader)
             );
             assert_eq!(
                 role(Method::POST, "/api/schedules/apply"),
-                Some(Some(Role::Operator))
+                needs(Role::Operator)
             );
+            assert_eq!(role(Method::GET, "/api/agents"), needs(Role::Reader));
+            for action in ["register", "heartbeat", "idle", "active"] {
+                assert_eq!(
+                    role(
+                        Method::POST,
+                        &format!("/api/agents/{{provider}}/{{instance}}/{action}")
+                    ),
+                    Some(Need::Agent),
+                    "{action}"
+                );
+            }
         }
-        let schedule_routes = if cfg!(feature = "schedules") { 4 } else { 0 };
+        let schedule_routes = if cfg!(feature = "schedules") {
+            4 + 6
+        } else {
+            0
+        };
         assert_eq!(table.len(), 12 + schedule_routes);
     }
 }

@@ -22,6 +22,18 @@ struct Api {
     reader: String,
     operator: String,
     admin: String,
+    /// The agent key of `mock/mock-0001` (feature `schedules`).
+    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+    agent: String,
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Anyone,
+    Role(Role),
+    /// The agent key of the instance its path names.
+    Agent,
 }
 
 impl Api {
@@ -53,7 +65,16 @@ impl Api {
         let admin = keys.generate(Role::Admin, "admin");
         // Every documented route answers: the schedule routes too, when built in.
         #[cfg(feature = "schedules")]
-        let options = options.with_scheduler(scheduler(&manager));
+        let (options, agent) = {
+            let (agents, agent_keys) = agents(&manager);
+            let agent = agent_keys.key_for("mock", "mock-0001");
+            let options = options
+                .with_scheduler(scheduler(&manager))
+                .with_agents(agents, agent_keys);
+            (options, agent)
+        };
+        #[cfg(not(feature = "schedules"))]
+        let agent = String::new();
         let router = snoozebot_rest::router_with(Arc::clone(&manager), keys, options);
         Api {
             router,
@@ -62,6 +83,7 @@ impl Api {
             reader,
             operator,
             admin,
+            agent,
         }
     }
 
@@ -150,19 +172,20 @@ async fn serve_on_loopback(
     (base, stop, server)
 }
 
-/// Every operation of the document: method, path template, role needed (None: public).
-/// Unloading comes last, so that the routes after it still find the provider loaded.
-fn operations() -> Vec<(Method, String, Option<Role>)> {
+/// Every operation of the document: method, path template, what it needs. An agent registers
+/// before it reports; unloading comes last, so that the routes after it still find the
+/// provider loaded.
+fn operations() -> Vec<(Method, String, Need)> {
     let document = serde_json::to_value(snoozebot_rest::openapi()).unwrap();
     let mut found = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let requirements = operation["security"].as_array().unwrap();
-            let role = if requirements
+            let need = if requirements
                 .iter()
                 .any(|r| r.as_object().unwrap().is_empty())
             {
-                None
+                Need::Anyone
             } else {
                 let scope = requirements[0]
                     .as_object()
@@ -173,22 +196,46 @@ fn operations() -> Vec<(Method, String, Option<Role>)> {
                     .as_str()
                     .unwrap()
                     .to_owned();
-                Some(scope.parse::<Role>().unwrap())
+                if scope == "agent" {
+                    Need::Agent
+                } else {
+                    Need::Role(scope.parse::<Role>().unwrap())
+                }
             };
             found.push((
                 Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
                 path.clone(),
-                role,
+                need,
             ));
         }
     }
-    found.sort_by_key(|(_, path, _)| path.ends_with("/unload"));
+    found.sort_by_key(|(_, path, _)| (path.ends_with("/unload"), !path.ends_with("/register")));
     found
 }
 
 /// A concrete URI for a path template, on the mock provider.
 fn concrete(path: &str) -> String {
-    path.replace("{name}", "mock").replace("{id}", "mock-0001")
+    path.replace("{name}", "mock")
+        .replace("{id}", "mock-0001")
+        .replace("{provider}", "mock")
+        .replace("{instance}", "mock-0001")
+}
+
+/// The agents of the mock, with their keys, for the agent routes.
+#[cfg(feature = "schedules")]
+fn agents(
+    manager: &Arc<PluginManager>,
+) -> (Arc<snoozebot_schedule::Agents>, snoozebot_rest::AgentKeys) {
+    use snoozebot_schedule::{AgentPolicy, Agents, store::MemoryStore};
+    let agents = Agents::new(
+        Arc::new(MemoryStore::default()),
+        Arc::clone(manager),
+        vec!["mock".into()],
+        AgentPolicy::default(),
+    );
+    let keys =
+        snoozebot_rest::AgentKeys::new(b"the test server's agent secret, 32+ bytes").unwrap();
+    (Arc::new(agents), keys)
 }
 
 /// A scheduler with no schedules over the mock, for the schedule routes.
@@ -208,14 +255,20 @@ fn scheduler(manager: &Arc<PluginManager>) -> Arc<snoozebot_schedule::Scheduler>
     ))
 }
 
-/// The documented operations: 12, and the 4 schedule routes when built in.
-const OPERATIONS: usize = if cfg!(feature = "schedules") { 16 } else { 12 };
+/// The documented operations: 12, and the 4 schedule and 6 agent routes when built in.
+const OPERATIONS: usize = if cfg!(feature = "schedules") { 22 } else { 12 };
 
 fn body_for(path: &str) -> Option<Value> {
     if path.ends_with("/load") || path.ends_with("/unload") {
         Some(json!({"plugin_name": "mock"}))
     } else if path.ends_with("instances/stop") || path.ends_with("instances/start") {
         Some(json!({"ids": ["mock-0002"]}))
+    } else if path.ends_with("/register") {
+        Some(json!({"hostname": "build-box", "version": "0.1.0"}))
+    } else if path.ends_with("/idle") {
+        Some(json!({"idle_seconds": 1800}))
+    } else if path.ends_with("/heartbeat") || path.ends_with("/active") {
+        Some(json!({}))
     } else {
         None
     }
@@ -243,7 +296,7 @@ async fn every_protected_route_without_a_key_is_401_with_www_authenticate() {
             .call(method.clone(), &concrete(&path), None, body_for(&path))
             .await;
         match role {
-            Some(_) => {
+            Need::Role(_) | Need::Agent => {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
                 assert_problem(&headers, &body, status);
                 assert!(
@@ -264,7 +317,7 @@ async fn every_protected_route_without_a_key_is_401_with_www_authenticate() {
                     .await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
             }
-            None => assert_eq!(status, StatusCode::OK, "{method} {path} is public"),
+            Need::Anyone => assert_eq!(status, StatusCode::OK, "{method} {path} is public"),
         }
     }
 }
@@ -274,7 +327,42 @@ async fn each_role_reaches_what_it_may_and_is_refused_the_rest() {
     for role in Role::ALL {
         let api = Api::new().await;
         for (method, path, needed) in operations() {
-            let Some(needed) = needed else { continue };
+            let needed = match needed {
+                Need::Anyone => continue,
+                Need::Role(needed) => needed,
+                Need::Agent => {
+                    // No role speaks for an agent; the agent's own key does.
+                    let (status, _, body) = api
+                        .call(
+                            method.clone(),
+                            &concrete(&path),
+                            Some(api.key(role)),
+                            body_for(&path),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{role} {path}: {body}");
+                    let (status, _, body) = api
+                        .call(
+                            method.clone(),
+                            &concrete(&path),
+                            Some(&api.agent),
+                            body_for(&path),
+                        )
+                        .await;
+                    assert!(status.is_success(), "agent {path}: {status} {body}");
+                    // Another instance's path with this key: refused.
+                    let (status, _, _) = api
+                        .call(
+                            method.clone(),
+                            &concrete(&path).replace("mock-0001", "mock-0002"),
+                            Some(&api.agent),
+                            body_for(&path),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "agent {path} elsewhere");
+                    continue;
+                }
+            };
             let (status, headers, body) = api
                 .call(
                     method.clone(),
@@ -943,14 +1031,18 @@ async fn over_a_real_socket_the_auth_table_and_malformed_bodies_hold() {
         let body = body_for(&path).map(|body| body.to_string());
         let (status, headers, problem) =
             over_socket(&client, method.clone(), &url, None, body.clone()).await;
-        if role.is_some() {
+        if role != Need::Anyone {
             assert_eq!(status, 401, "{method} {path}");
             assert_eq!(headers["content-type"], PROBLEM_JSON);
             assert_eq!(problem["kind"], "unauthenticated");
             let (status, _, _) =
                 over_socket(&client, method.clone(), &url, Some(&api.reader), body).await;
-            if role > Some(Role::Reader) {
-                assert_eq!(status, 403, "{method} {path}");
+            match role {
+                Need::Role(role) if role > Role::Reader => {
+                    assert_eq!(status, 403, "{method} {path}")
+                }
+                Need::Agent => assert_eq!(status, 401, "{method} {path}"),
+                _ => {}
             }
         }
     }
