@@ -100,6 +100,7 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
             .unwrap_or(defaults.disk_bytes_per_second),
         terminal_input: agent.terminal_input.unwrap_or(defaults.terminal_input),
         memory_percent: agent.memory_percent,
+        gpu_percent: defaults.gpu_percent,
     };
     let root = agent
         .proc_root

@@ -1,6 +1,8 @@
 //! Idle detection for Snoozebot: samplers for CPU busy time, memory, network and disk
 //! throughput and terminal input over procfs ([`ProcRoot`], from a configurable root so tests
-//! run on recorded snapshots), custom probes (a command or a function), and a [`NapTracker`]
+//! run on recorded snapshots), GPU utilisation through `nvidia-smi` where there is one
+//! ([`GpuProbe`]), processes that keep a machine awake, custom probes (a command or a
+//! function), [`warn_terminals`] to tell the machine's users, and a [`NapTracker`]
 //! that calls a machine idle once every signal has stayed under its threshold for a nap time —
 //! a busy spell shorter than a grace does not reset the count. [`Monitor`] samples on an
 //! interval and reports each change. [`identify`] asks the cloud's instance metadata service
@@ -21,14 +23,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod gpu;
 mod identity;
 mod monitor;
+mod notice;
 mod procfs;
 
 use std::path::{Path, PathBuf};
 
+pub use gpu::{GpuProbe, GpuReading};
 pub use identity::{Identity, IdentityError, MetadataEndpoints, identify};
 pub use monitor::{Event, Monitor, NapTracker, Probe, Signal, Thresholds};
+pub use notice::{MAX_NOTICE, warn_terminals};
 pub use procfs::{ProcRoot, Rates, Snapshot};
 
 /// What reading the machine can fail with.

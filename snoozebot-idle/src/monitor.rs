@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::gpu::{GpuProbe, GpuReading};
 use crate::procfs::{ProcRoot, Rates, Snapshot};
 
 /// What can keep a machine awake.
@@ -23,6 +24,10 @@ pub enum Signal {
     Disk,
     /// Terminal input more recent than its threshold.
     Terminal,
+    /// A GPU busy above its threshold, or `nvidia-smi` unreadable.
+    Gpu,
+    /// A process that keeps the machine awake is running.
+    Process(String),
     /// A custom probe said busy.
     Probe(String),
 }
@@ -35,6 +40,8 @@ impl fmt::Display for Signal {
             Signal::Network => f.write_str("network"),
             Signal::Disk => f.write_str("disk"),
             Signal::Terminal => f.write_str("terminal"),
+            Signal::Gpu => f.write_str("gpu"),
+            Signal::Process(name) => write!(f, "process {name}"),
             Signal::Probe(name) => write!(f, "probe {name}"),
         }
     }
@@ -53,6 +60,8 @@ pub struct Thresholds {
     pub disk_bytes_per_second: f64,
     /// Terminal input within this long keeps the machine awake (default 15 minutes).
     pub terminal_input: Duration,
+    /// The busiest GPU's utilisation, % (default 10; read only with a [`GpuProbe`]).
+    pub gpu_percent: f64,
 }
 
 impl Default for Thresholds {
@@ -63,6 +72,7 @@ impl Default for Thresholds {
             network_bytes_per_second: 64.0 * 1024.0,
             disk_bytes_per_second: 1024.0 * 1024.0,
             terminal_input: Duration::from_secs(15 * 60),
+            gpu_percent: 10.0,
         }
     }
 }
@@ -240,6 +250,8 @@ pub struct Monitor {
     root: ProcRoot,
     thresholds: Thresholds,
     probes: Vec<Probe>,
+    gpu: Option<GpuProbe>,
+    processes: Vec<String>,
     interval: Duration,
     tracker: NapTracker,
 }
@@ -258,6 +270,8 @@ impl Monitor {
             root,
             thresholds,
             probes: Vec::new(),
+            gpu: None,
+            processes: Vec::new(),
             interval,
             tracker: NapTracker::new(nap, grace),
         }
@@ -267,6 +281,49 @@ impl Monitor {
     pub fn with_probe(mut self, probe: Probe) -> Self {
         self.probes.push(probe);
         self
+    }
+
+    /// Reads the GPUs with `gpu` on each sample (no GPU: no signal).
+    pub fn with_gpu(mut self, gpu: GpuProbe) -> Self {
+        self.gpu = Some(gpu);
+        self
+    }
+
+    /// Keeps the machine awake while a process of one of these names runs (`/proc/PID/comm`:
+    /// at most 15 bytes, as `ps -o comm` shows).
+    pub fn with_processes(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.processes.extend(names);
+        self
+    }
+
+    /// What the GPUs and the watched processes say.
+    async fn gpu_and_processes(&self, busy: &mut Vec<Signal>) {
+        if let Some(gpu) = &self.gpu {
+            match gpu.read().await {
+                GpuReading::Absent => {}
+                GpuReading::Busiest(percent) if percent <= self.thresholds.gpu_percent => {}
+                GpuReading::Busiest(_) => busy.push(Signal::Gpu),
+                GpuReading::Unreadable => {
+                    tracing::debug!("nvidia-smi failed; counting the GPU busy");
+                    busy.push(Signal::Gpu);
+                }
+            }
+        }
+        if self.processes.is_empty() {
+            return;
+        }
+        match self.root.process_names() {
+            Ok(running) => busy.extend(
+                self.processes
+                    .iter()
+                    .filter(|name| running.contains(name.as_str()))
+                    .map(|name| Signal::Process(name.clone())),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the processes; counting the machine busy");
+                busy.push(Signal::Process("?".to_owned()));
+            }
+        }
     }
 
     /// Samples until `shutdown` completes, calling `on_event` on each change. A sample that
@@ -310,6 +367,7 @@ impl Monitor {
                 SystemTime::now(),
             );
             let mut busy = self.thresholds.busy(&rates);
+            self.gpu_and_processes(&mut busy).await;
             for probe in &self.probes {
                 if probe.is_busy().await {
                     busy.push(Signal::Probe(probe.name().to_owned()));

@@ -2,7 +2,7 @@
 //! `/proc/net/dev`, `/proc/diskstats`) and terminal activity from `/dev/pts`, under a root
 //! that tests point at recorded snapshots. Every file read is bounded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -11,6 +11,12 @@ use crate::IdleError;
 
 /// The most read of one procfs file: these are a few KiB on any machine.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The most processes looked at (`pid_max` is 4 million; a machine with more is not idle).
+const MAX_PROCESSES: usize = 100_000;
+
+/// The most terminals looked at.
+const MAX_TERMINALS: usize = 4096;
 
 /// One reading of the machine's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,17 +182,54 @@ impl ProcRoot {
 
     /// The newest modification time of `/dev/pts/N`: a terminal's device is touched on input.
     fn terminal_input(&self) -> Option<SystemTime> {
-        std::fs::read_dir(self.path("dev/pts"))
-            .ok()?
+        self.terminals()
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok()?.modified().ok())
+            .max()
+    }
+
+    /// The terminals (`/dev/pts/N`) open now; none when there is no `/dev/pts`.
+    pub fn terminals(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.path("dev/pts")) else {
+            return Vec::new();
+        };
+        entries
             .flatten()
             .filter(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                entry.file_name().to_str().is_some_and(|name| {
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+                })
             })
-            .filter_map(|entry| entry.metadata().ok()?.modified().ok())
-            .max()
+            .map(|entry| entry.path())
+            .take(MAX_TERMINALS)
+            .collect()
+    }
+
+    /// The names of the processes running now (`/proc/PID/comm`, as `ps -o comm` shows them:
+    /// at most 15 bytes). Processes that end while being read are skipped.
+    pub fn process_names(&self) -> Result<BTreeSet<String>, IdleError> {
+        let dir = self.path("proc");
+        let entries = std::fs::read_dir(&dir).map_err(|error| IdleError::io(&dir, error))?;
+        let mut names = BTreeSet::new();
+        for entry in entries.flatten().take(MAX_PROCESSES) {
+            let is_pid = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()));
+            if !is_pid {
+                continue;
+            }
+            let mut comm = Vec::with_capacity(16);
+            let read = std::fs::File::open(entry.path().join("comm"))
+                .and_then(|file| file.take(64).read_to_end(&mut comm));
+            if read.is_ok() {
+                let name = String::from_utf8_lossy(&comm).trim_end().to_owned();
+                if !name.is_empty() {
+                    names.insert(name);
+                }
+            }
+        }
+        Ok(names)
     }
 }
 

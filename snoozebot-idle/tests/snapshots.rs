@@ -241,3 +241,65 @@ async fn the_monitor_reports_idle_after_the_nap_and_active_when_busy_again() {
     stop.send(()).unwrap();
     running.await.unwrap();
 }
+
+/// The GPUs (through a stand-in for `nvidia-smi` that prints what the test writes) and a
+/// watched process keep the machine awake; in real time on a 20 ms interval, each change
+/// awaited as an event.
+#[tokio::test]
+async fn a_busy_gpu_or_a_watched_process_keeps_the_machine_awake() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    moment(&root, (50_000, 20_000, 900_000), (0, 0), (0, 0));
+    let reading = dir.path().join("gpu");
+    std::fs::write(&reading, "2\n0\n").unwrap();
+    let smi = dir.path().join("nvidia-smi");
+    std::fs::write(&smi, format!("#!/bin/sh\ncat '{}'\n", reading.display())).unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let monitor = Monitor::new(
+        ProcRoot::at(&root),
+        Thresholds::default(),
+        Duration::from_millis(20),
+        Duration::from_millis(100),
+        Duration::ZERO,
+    )
+    .with_gpu(snoozebot_idle::GpuProbe::default().with_command(&smi))
+    .with_processes(["rsync".to_owned()]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(monitor.run(
+        move |event| {
+            let _ = events.send(event);
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("no event within 10 s")
+            .unwrap()
+    };
+    assert!(matches!(next().await, Event::Idle { .. }));
+    std::fs::write(&reading, "2\n87\n").unwrap();
+    assert_eq!(
+        next().await,
+        Event::Active {
+            busy: vec![Signal::Gpu]
+        }
+    );
+    std::fs::write(&reading, "[N/A]\n").unwrap();
+    assert!(matches!(next().await, Event::Idle { .. }));
+    std::fs::create_dir_all(root.join("proc/4242")).unwrap();
+    std::fs::write(root.join("proc/4242/comm"), "rsync\n").unwrap();
+    assert_eq!(
+        next().await,
+        Event::Active {
+            busy: vec![Signal::Process("rsync".into())]
+        }
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
