@@ -1,15 +1,26 @@
-//! `snoozebot agent`: on the instance itself, notice that it is idle and stop it through its
-//! own provider (self mode), after a warning period that activity or a postpone cancels.
+//! `snoozebot agent`: on the instance itself, notice that it is idle. Self mode stops it
+//! through its own provider after a warning period; reporting mode (`[agent] server`) reports
+//! to a central `snoozebot serve`, which decides. Either way the machine's users are warned on
+//! their terminals, and activity or a postpone cancels the stop.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use snoozebot_core::{InstanceId, StopOptions};
-use snoozebot_idle::{Event, MetadataEndpoints, Monitor, ProcRoot, Thresholds, identify};
+use snoozebot_core::{Backoff, InstanceId, StopOptions};
+use snoozebot_idle::{
+    Event, GpuProbe, MetadataEndpoints, Monitor, Probe, ProcRoot, Thresholds, identify,
+    warn_terminals,
+};
+use snoozebot_schedule::jiff::Timestamp;
+use snoozebot_schedule::store::{AuditEvent, RunRecord};
+use snoozebot_schedule::{Desired, Notifier, Schedule, parse_period};
 
 use crate::cli::AgentCommand;
 use crate::config::Loaded;
 use crate::exit::{Failure, Outcome};
+
+mod report;
 
 const DEFAULT_POSTPONE_FILE: &str = "/run/snoozebot-agent.postpone";
 
@@ -20,11 +31,13 @@ fn postpone_file(loaded: &Loaded) -> PathBuf {
     )
 }
 
-/// Until when stopping is postponed (the file holds seconds since the epoch).
+/// Until when stopping is postponed (the file holds seconds since the epoch); a postpone
+/// that has ended is none.
 fn postponed_until(path: &Path) -> Option<SystemTime> {
     let text = std::fs::read_to_string(path).ok()?;
     let seconds: u64 = text.trim().parse().ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+        .filter(|until| *until > SystemTime::now())
 }
 
 /// `snoozebot agent …`.
@@ -50,21 +63,45 @@ pub async fn run(loaded: &Loaded, command: AgentCommand) -> Result<Outcome, Fail
             );
             Ok(Outcome::Done)
         }
+        AgentCommand::Key { provider, instance } => {
+            crate::agents::print_key(loaded, &provider, &instance)
+        }
         AgentCommand::Run => watch(loaded).await,
     }
 }
 
-async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
+/// What both modes watch with.
+struct Watch {
+    id: InstanceId,
+    provider: String,
+    root: ProcRoot,
+    warning: Duration,
+    postpone: PathBuf,
+}
+
+impl Watch {
+    /// Says `message` on standard error and on every terminal of the machine.
+    fn announce(&self, message: &str) {
+        eprintln!("{message}");
+        let told = warn_terminals(&self.root, &format!("snoozebot: {message}"));
+        tracing::info!(terminals = told, "{message}");
+    }
+
+    fn postponed_until(&self) -> Option<SystemTime> {
+        postponed_until(&self.postpone)
+    }
+}
+
+fn config_error(loaded: &Loaded, what: &str) -> Failure {
+    Failure::new(
+        Outcome::Config,
+        format!("{}: [agent] {what}", loaded.path.display()),
+    )
+}
+
+/// The instance this agent watches: `[agent] instance`, or the metadata service's answer.
+async fn instance_id(loaded: &Loaded) -> Result<InstanceId, Failure> {
     let agent = &loaded.config.agent;
-    let Some(provider_name) = agent.provider.clone() else {
-        return Err(Failure::new(
-            Outcome::Config,
-            format!(
-                "{}: [agent] provider names the provider this instance belongs to",
-                loaded.path.display()
-            ),
-        ));
-    };
     let id = match &agent.instance {
         Some(id) => id.clone(),
         None => {
@@ -78,17 +115,18 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
                 .instance_id()
         }
     };
-    let id = InstanceId::new(id.clone()).map_err(|error| {
+    InstanceId::new(id.clone()).map_err(|error| {
         Failure::new(
             Outcome::Config,
             format!("instance id {id:?}: {}", error.message()),
         )
-    })?;
-    let manager = crate::providers::manager(loaded)
-        .map_err(|error| Failure::from_error("cannot set up the providers", &error))?;
-    let provider = manager.load(&provider_name).await.map_err(|error| {
-        Failure::from_error(&format!("cannot load provider {provider_name}"), &error)
-    })?;
+    })
+}
+
+/// The monitor `[agent]` describes: thresholds, GPUs, processes and hours that keep the
+/// machine awake.
+fn monitor(loaded: &Loaded, root: &ProcRoot) -> Result<Monitor, Failure> {
+    let agent = &loaded.config.agent;
     let defaults = Thresholds::default();
     let thresholds = Thresholds {
         cpu_percent: agent.cpu_percent.unwrap_or(defaults.cpu_percent),
@@ -100,7 +138,45 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
             .unwrap_or(defaults.disk_bytes_per_second),
         terminal_input: agent.terminal_input.unwrap_or(defaults.terminal_input),
         memory_percent: agent.memory_percent,
-        gpu_percent: defaults.gpu_percent,
+        gpu_percent: agent.gpu_percent.unwrap_or(defaults.gpu_percent),
+    };
+    let interval = agent.interval.unwrap_or(Duration::from_secs(10));
+    let nap = agent.nap.unwrap_or(Duration::from_secs(30 * 60));
+    let grace = agent.grace.unwrap_or(Duration::from_secs(60));
+    let gpu = agent
+        .nvidia_smi
+        .as_ref()
+        .map_or_else(GpuProbe::default, |smi| {
+            GpuProbe::default().with_command(loaded.base().join(smi))
+        });
+    let mut monitor = Monitor::new(root.clone(), thresholds, interval, nap, grace)
+        .with_gpu(gpu)
+        .with_processes(agent.keep_awake_processes.iter().cloned());
+    if !agent.keep_awake.is_empty() {
+        let periods = agent
+            .keep_awake
+            .iter()
+            .map(|period| parse_period(period))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| config_error(loaded, &format!("keep_awake: {error}")))?;
+        let zone = agent.timezone.as_deref().unwrap_or("UTC");
+        let hours = Schedule::from_periods("keep_awake", zone, &periods, [])
+            .map_err(|error| config_error(loaded, &format!("keep_awake: {error}")))?;
+        monitor = monitor.with_probe(Probe::Callback {
+            name: "keep-awake hours".to_owned(),
+            busy: Arc::new(move || hours.desired_at(Timestamp::now()).desired == Desired::Running),
+        });
+    }
+    Ok(monitor)
+}
+
+async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
+    let agent = &loaded.config.agent;
+    let Some(provider) = agent.provider.clone() else {
+        return Err(config_error(
+            loaded,
+            "provider names the provider this instance belongs to",
+        ));
     };
     let root = agent
         .proc_root
@@ -108,16 +184,22 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
         .map_or_else(ProcRoot::live, |root| {
             ProcRoot::at(loaded.base().join(root))
         });
-    let interval = agent.interval.unwrap_or(Duration::from_secs(10));
-    let nap = agent.nap.unwrap_or(Duration::from_secs(30 * 60));
-    let grace = agent.grace.unwrap_or(Duration::from_secs(60));
-    let warning = agent.warning.unwrap_or(Duration::from_secs(5 * 60));
-    let postpone = postpone_file(loaded);
-    tracing::info!(instance = %id, provider = %provider_name, ?nap, ?warning, "watching for idleness");
+    let monitor = monitor(loaded, &root)?;
+    let reporter = match &agent.server {
+        Some(server) => Some(report::Reporter::new(loaded, server, &provider)?),
+        None => None,
+    };
+    let id = instance_id(loaded).await?;
+    let watch = Watch {
+        id,
+        provider,
+        root,
+        warning: agent.warning.unwrap_or(Duration::from_secs(5 * 60)),
+        postpone: postpone_file(loaded),
+    };
 
-    let (events, mut heard) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (events, heard) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let (stop_monitor, monitor_stopped) = tokio::sync::oneshot::channel::<()>();
-    let monitor = Monitor::new(root, thresholds, interval, nap, grace);
     let monitoring = tokio::spawn(monitor.run(
         move |event| {
             let _ = events.send(event);
@@ -126,17 +208,67 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
             let _ = monitor_stopped.await;
         },
     ));
+    let outcome = match reporter {
+        Some(reporter) => report::run(&watch, reporter, heard).await,
+        None => stop_itself(loaded, &watch, heard).await,
+    };
+    let _ = stop_monitor.send(());
+    let _ = monitoring.await;
+    outcome
+}
+
+/// Self mode: on idle, the warning period (activity cancels, a postpone extends), then the
+/// stop through the instance's own provider; the webhook hears of both.
+async fn stop_itself(
+    loaded: &Loaded,
+    watch: &Watch,
+    mut heard: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Result<Outcome, Failure> {
+    let webhook = match &loaded.config.agent.webhook {
+        Some(settings) => Some(crate::schedule::spawn_webhook(
+            loaded,
+            settings,
+            "[agent.webhook]",
+        )?),
+        None => None,
+    };
+    let manager = crate::providers::manager(loaded)
+        .map_err(|error| Failure::from_error("cannot set up the providers", &error))?;
+    let provider = manager.load(&watch.provider).await.map_err(|error| {
+        Failure::from_error(&format!("cannot load provider {}", watch.provider), &error)
+    })?;
+    let (id, warning) = (&watch.id, watch.warning);
+    tracing::info!(instance = %id, provider = %watch.provider, ?warning, "watching for idleness");
+    let post = |action: &str, reason: String, error: Option<String>| {
+        if let Some(webhook) = &webhook {
+            webhook.notify(&RunRecord {
+                id: format!("agent-{id}"),
+                events: vec![AuditEvent {
+                    at: Timestamp::now(),
+                    run: format!("agent-{id}"),
+                    provider: watch.provider.clone(),
+                    instance: id.to_string(),
+                    schedule: "idle".to_owned(),
+                    action: action.to_owned(),
+                    reason,
+                    outcome: if error.is_some() { "failed" } else { "ok" }.to_owned(),
+                    error,
+                }],
+                remember: Vec::new(),
+            });
+        }
+    };
     let outcome = loop {
         // Wait to be idle.
         match heard.recv().await {
             Some(Event::Idle { idle_for }) => {
-                tracing::warn!(
-                    ?idle_for,
-                    ?warning,
-                    "idle: stopping after the warning period unless used or postponed"
-                );
-                eprintln!(
-                    "idle for {idle_for:?}: stopping {id} in {warning:?} (snoozebot agent postpone 2h keeps it)"
+                watch.announce(&format!(
+                    "idle for {idle_for:?}: stopping {id} in {warning:?} (`snoozebot agent postpone 2h` keeps it running)"
+                ));
+                post(
+                    "stop pending",
+                    format!("idle for {idle_for:?}; stop in {warning:?}"),
+                    None,
                 );
             }
             Some(Event::Active { .. }) => continue,
@@ -149,14 +281,15 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
                 event = heard.recv() => match event {
                     Some(Event::Active { busy }) => {
                         let busy: Vec<String> = busy.iter().map(ToString::to_string).collect();
-                        eprintln!("active again ({}): not stopping", busy.join(", "));
+                        watch.announce(&format!("active again ({}): not stopping {id}", busy.join(", ")));
+                        post("cancel", format!("active again ({})", busy.join(", ")), None);
                         break false;
                     }
                     Some(Event::Idle { .. }) => {}
                     None => break false,
                 },
                 () = tokio::time::sleep_until(deadline) => {
-                    match postponed_until(&postpone).and_then(|until| until.duration_since(SystemTime::now()).ok()) {
+                    match watch.postponed_until().and_then(|until| until.duration_since(SystemTime::now()).ok()) {
                         Some(left) => {
                             eprintln!("postponed for {}s more: not stopping yet", left.as_secs());
                             deadline = tokio::time::Instant::now() + left;
@@ -169,17 +302,27 @@ async fn watch(loaded: &Loaded) -> Result<Outcome, Failure> {
         if !decided {
             continue;
         }
-        eprintln!("stopping {id} through {provider_name}");
-        break match provider.stop_instance(&id, &StopOptions::default()).await {
+        watch.announce(&format!("stopping {id} through {} now", watch.provider));
+        break match provider.stop_instance(id, &StopOptions::default()).await {
             Ok(change) => {
+                post("stop", "idle".to_owned(), None);
                 println!("{id}: {} -> {}", change.previous, change.current);
                 Ok(Outcome::Done)
             }
-            Err(error) => Err(Failure::from_error(&format!("cannot stop {id}"), &error)),
+            Err(error) => {
+                post("stop", "idle".to_owned(), Some(error.to_string()));
+                Err(Failure::from_error(&format!("cannot stop {id}"), &error))
+            }
         };
     };
-    let _ = stop_monitor.send(());
-    let _ = monitoring.await;
+    if let Some(webhook) = webhook {
+        webhook.finish(Duration::from_secs(10)).await;
+    }
     manager.shutdown().await;
     outcome
+}
+
+/// The delays between attempts to reach the server: 1 s doubling to a minute.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
 }

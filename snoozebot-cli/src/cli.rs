@@ -347,11 +347,23 @@ Examples:
 /// `snoozebot agent …`.
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
-    /// Watch this machine; once idle for the nap and the warning, stop it through its provider.
+    /// Watch this machine. Self mode: once idle for the nap and the warning, stop it through
+    /// its provider. Reporting mode (`[agent] server`): report to that `snoozebot serve`,
+    /// which decides.
     #[command(after_help = "\
 Examples:
   snoozebot agent run              (as a systemd service on the instance)")]
     Run,
+    /// Print the agent key of one instance (on the server: derived from `[agents] secret`).
+    #[command(after_help = "\
+Examples:
+  snoozebot agent key aws i-0123456789abcdef0")]
+    Key {
+        /// The server's provider the instance belongs to.
+        provider: String,
+        /// The instance id.
+        instance: String,
+    },
     /// Keep this machine running for a while, however idle.
     #[command(after_help = "\
 Examples:

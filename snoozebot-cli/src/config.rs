@@ -43,6 +43,33 @@ pub struct Config {
     /// `snoozebot agent` on the instance itself.
     #[serde(default)]
     pub agent: AgentConfig,
+    /// `snoozebot serve` takes reports from agents on instances.
+    #[serde(default)]
+    pub agents: Option<AgentsConfig>,
+}
+
+/// `[agents]`: what `snoozebot serve` does with reporting agents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// The secret agents' keys are derived from (at least 32 bytes; `{ env = "NAME" }` or
+    /// `{ file = "PATH" }`); `snoozebot agent key PROVIDER INSTANCE` prints an instance's key.
+    pub secret: Secret,
+    /// How often agents send a heartbeat (default 30 s).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub heartbeat: Option<Duration>,
+    /// An agent unheard for this long is lost (default three heartbeats).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub lost_after: Option<Duration>,
+    /// Between deciding to stop an idle machine and stopping it (default 5 minutes).
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub warning: Option<Duration>,
+    /// Stop idle machines during their schedule's on-hours too (default: kept running).
+    #[serde(default)]
+    pub stop_in_on_hours: bool,
+    /// How to stop (`stop`, `hibernate`, `suspend`, `deallocate`; default: the provider's).
+    #[serde(default)]
+    pub stop_mode: Option<snoozebot_core::StopMode>,
 }
 
 /// `[schedules.NAME]`: when instances that select it run.
@@ -191,6 +218,32 @@ pub struct AgentConfig {
     /// Terminal input within this long keeps it awake (default 15 minutes).
     #[serde(default, deserialize_with = "duration::optional")]
     pub terminal_input: Option<Duration>,
+    /// The busiest GPU above this % keeps it awake (default 10; read with `nvidia-smi` where
+    /// there is one).
+    #[serde(default)]
+    pub gpu_percent: Option<f64>,
+    /// The `nvidia-smi` to run (default: from the `PATH`; absent: no GPU signal).
+    #[serde(default)]
+    pub nvidia_smi: Option<PathBuf>,
+    /// Processes that keep it awake while they run (names as `ps -o comm` shows them).
+    #[serde(default)]
+    pub keep_awake_processes: Vec<String>,
+    /// Periods it is kept awake, however idle (`Mon-Fri 09:00-18:00`), in `timezone`.
+    #[serde(default)]
+    pub keep_awake: Vec<String>,
+    /// The time zone of `keep_awake` (IANA; default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Reporting mode: the `snoozebot serve` to report to (`https://snoozebot.internal:8080`);
+    /// it decides. Without one, the agent stops its instance itself.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// This instance's agent key, in reporting mode (`{ env = "NAME" }` or `{ file = "PATH" }`).
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// In self mode: the stop announced to and made known at a URL, as schedule runs are.
+    #[serde(default)]
+    pub webhook: Option<WebhookSettings>,
 }
 
 /// `[registries.NAME]`: a plugin registry and the keys its index must be signed by.

@@ -10,6 +10,7 @@
 //! See `docs/cli.md` for the config file, every command and the exit codes.
 
 mod agent;
+mod agents;
 mod cli;
 mod commands;
 mod config;

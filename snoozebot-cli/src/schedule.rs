@@ -14,7 +14,7 @@ use snoozebot_schedule::{
 };
 
 use crate::cli::{Output, RunArgs, ScheduleCommand};
-use crate::config::{ConfigError, Loaded};
+use crate::config::{ConfigError, Loaded, WebhookSettings};
 use crate::exit::{Failure, Outcome};
 
 const DEFAULT_STORE: &str = "snoozebot-schedule.db";
@@ -112,13 +112,22 @@ pub fn configured(loaded: &Loaded) -> bool {
 
 /// The webhook of `[scheduler.webhook]`, started.
 pub fn webhook(loaded: &Loaded) -> Result<Option<Webhook>, Failure> {
-    let Some(settings) = &loaded.config.scheduler.webhook else {
-        return Ok(None);
-    };
+    match &loaded.config.scheduler.webhook {
+        Some(settings) => spawn_webhook(loaded, settings, "[scheduler.webhook]").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The webhook `settings` (of `section`) describe, started.
+pub fn spawn_webhook(
+    loaded: &Loaded,
+    settings: &WebhookSettings,
+    section: &str,
+) -> Result<Webhook, Failure> {
     let config_error = |why: String| {
         Failure::new(
             Outcome::Config,
-            format!("{}: [scheduler.webhook] {why}", loaded.path.display()),
+            format!("{}: {section} {why}", loaded.path.display()),
         )
     };
     let format = match settings.format.as_deref() {
@@ -141,21 +150,20 @@ pub fn webhook(loaded: &Loaded) -> Result<Option<Webhook>, Failure> {
             ..WebhookOptions::default()
         },
     )
-    .map(Some)
     .map_err(|error| config_error(error.to_string()))
 }
 
 /// The scheduler `snoozebot serve` runs over `manager`: every configured provider, the file's
-/// schedules and store, and the webhook it posts to (finish it at shutdown).
-pub async fn scheduler(
+/// schedules, `store`, and the webhook it posts to.
+pub fn scheduler(
     loaded: &Loaded,
     manager: Arc<snoozebot_core::PluginManager>,
-) -> Result<(snoozebot_schedule::Scheduler, Option<Webhook>), Failure> {
-    let schedules = Arc::new(schedules(loaded)?);
-    let store = open_store(loaded).await?;
-    let webhook = webhook(loaded)?;
+    store: Arc<dyn Store>,
+    schedules: Arc<Schedules>,
+    webhook: Option<&Webhook>,
+) -> snoozebot_schedule::Scheduler {
     let mut reconciler = Reconciler::new(Arc::clone(&schedules), store.clone(), limits(loaded));
-    if let Some(webhook) = &webhook {
+    if let Some(webhook) = webhook {
         reconciler = reconciler.with_notifier(Arc::new(webhook.clone()));
     }
     let providers = loaded
@@ -179,7 +187,7 @@ pub async fn scheduler(
     if let Some(lease) = loaded.config.scheduler.lease {
         scheduler = scheduler.with_lease(lease);
     }
-    Ok((scheduler, webhook))
+    scheduler
 }
 
 fn limits(loaded: &Loaded) -> Limits {
@@ -195,7 +203,7 @@ fn limits(loaded: &Loaded) -> Limits {
 
 /// The store the file names: a PostgreSQL URL (`postgres://…`, for several replicas), or a
 /// SQLite file (relative to the config file's directory; default `snoozebot-schedule.db`).
-async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, Failure> {
+pub async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, Failure> {
     let configured = loaded.config.scheduler.store.as_deref();
     if let Some(url) = configured
         .filter(|store| store.starts_with("postgres://") || store.starts_with("postgresql://"))

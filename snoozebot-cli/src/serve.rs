@@ -103,15 +103,46 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
         }
         _ => "http",
     };
-    let (scheduler, webhook) = if crate::schedule::configured(&loaded) {
-        let (scheduler, webhook) =
-            crate::schedule::scheduler(&loaded, Arc::clone(&manager)).await?;
-        let scheduler = Arc::new(scheduler);
-        options = options.with_scheduler(Arc::clone(&scheduler));
-        (Some(scheduler), webhook)
+    // The scheduler and the agents share one store (its trail) and one webhook.
+    let scheduled = crate::schedule::configured(&loaded);
+    let store = if scheduled || loaded.config.agents.is_some() {
+        Some(crate::schedule::open_store(&loaded).await?)
     } else {
-        (None, None)
+        None
     };
+    let webhook = crate::schedule::webhook(&loaded)?;
+    let schedules = if scheduled {
+        Some(Arc::new(crate::schedule::schedules(&loaded)?))
+    } else {
+        None
+    };
+    let scheduler = match (&store, &schedules) {
+        (Some(store), Some(schedules)) => {
+            let scheduler = Arc::new(crate::schedule::scheduler(
+                &loaded,
+                Arc::clone(&manager),
+                Arc::clone(store),
+                Arc::clone(schedules),
+                webhook.as_ref(),
+            ));
+            options = options.with_scheduler(Arc::clone(&scheduler));
+            Some(scheduler)
+        }
+        _ => None,
+    };
+    let agents = match &store {
+        Some(store) => crate::agents::agents(
+            &loaded,
+            Arc::clone(&manager),
+            Arc::clone(store),
+            schedules.clone(),
+            webhook.as_ref(),
+        )?,
+        None => None,
+    };
+    if let Some((agents, keys)) = &agents {
+        options = options.with_agents(Arc::clone(agents), keys.clone());
+    }
     let router = snoozebot_rest::router_with_keys(Arc::clone(&manager), ring.clone(), options)
         .merge(health_routes(Arc::clone(&manager), names, lazy));
     let address: std::net::SocketAddr = server.listen.parse().map_err(|_| {
@@ -157,12 +188,21 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
             tracing::info!(interval = ?scheduler.interval(), "applying the schedules on every tick");
             tokio::spawn(scheduler.run_ticks(stopped(stopping.clone())))
         });
+    // Agents lost, kept machines decided again, due stops made.
+    let sweeps = agents.map(|(agents, _)| {
+        let every = crate::agents::sweep_interval(&agents);
+        tracing::info!(?every, "taking reports from agents");
+        tokio::spawn(agents.run_sweeps(every, stopped(stopping.clone())))
+    });
     let served =
         snoozebot_rest::serve_with(listener, router, serve_options, stopped(stopping.clone()))
             .await;
-    // A run in progress finishes before the providers stop.
+    // A run or a sweep in progress finishes before the providers stop.
     if let Some(ticks) = ticks {
         let _ = ticks.await;
+    }
+    if let Some(sweeps) = sweeps {
+        let _ = sweeps.await;
     }
     if let Some(webhook) = webhook {
         webhook.finish(std::time::Duration::from_secs(10)).await;
@@ -221,7 +261,7 @@ async fn reload_keys_on_sighup(ring: KeyRing, keys_file: Option<PathBuf>) {
 }
 
 /// SIGTERM or SIGINT.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),

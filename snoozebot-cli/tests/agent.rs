@@ -1,6 +1,9 @@
 //! `snoozebot agent run` on one machine: a synthetic `/proc` that stays idle, the fake EC2
-//! metadata service saying which instance this is, the AWS provider on moto — the instance is
-//! stopped after the nap and the warning; a postpone keeps it running.
+//! metadata service saying which instance this is, the AWS provider on moto. Self mode: the
+//! instance is stopped after the nap and the warning, its users warned on their terminals; a
+//! postpone keeps it running. Reporting mode: the agent reports to a real `snoozebot serve`
+//! whose AWS provider points at moto, and the server stops the instance after its warning; a
+//! postponed agent's instance is kept; a killed agent is marked lost; the trail has it all.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -56,6 +59,20 @@ async fn state_of(client: &aws_sdk_ec2::Client, id: &str) -> InstanceStateName {
         .unwrap()
 }
 
+/// A terminal of the synthetic machine, last typed on an hour ago (its access time): a file
+/// the agent writes its warnings to.
+fn terminal(dir: &Path) -> std::path::PathBuf {
+    let pts = dir.join("machine/dev/pts");
+    std::fs::create_dir_all(&pts).unwrap();
+    let path = pts.join("0");
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(an_hour_ago))
+        .unwrap();
+    path
+}
+
 fn config(moto: &moto::Moto, imds: &FakeImds) -> String {
     format!(
         r#"
@@ -108,6 +125,7 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
     let seeding = moto.provider().await;
     let client = seeding.client().await.unwrap();
     let (id, _imds, dir) = machine(&moto, client).await;
+    let terminal = terminal(dir.path());
     let child = support::snoozebot()
         .current_dir(dir.path())
         .args(["agent", "run"])
@@ -115,9 +133,17 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await;
+    let Ok(out) = waited else {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        panic!("the agent did not stop its instance within 60 s");
+    };
+    let out = out.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&format!("stopping {id} in 500ms")),
@@ -133,6 +159,13 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
         state_of(client, &id).await,
         InstanceStateName::Stopping | InstanceStateName::Stopped
     ));
+    let heard = std::fs::read_to_string(&terminal).unwrap();
+    assert!(
+        heard.contains("snoozebot: idle for")
+            && heard.contains(&format!("stopping {id} in 500ms"))
+            && heard.contains("snoozebot agent postpone 2h"),
+        "{heard}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,4 +223,214 @@ fn off_cloud_the_agent_says_so_in_one_line_and_exits_3() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// An agent process; killed when dropped.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A central `snoozebot serve` and the machine whose agent reports to it. The server stops
+/// first when dropped, then the directories go.
+struct Central {
+    server: support::Server,
+    /// A reader's key of the server.
+    reader: String,
+    /// The instance.
+    id: String,
+    _imds: FakeImds,
+    /// The agent's machine: its config, `/proc` and terminals.
+    machine: tempfile::TempDir,
+    _server_dir: tempfile::TempDir,
+}
+
+/// A central `snoozebot serve` with the AWS provider on moto and `[agents]`, and the agent's
+/// machine reporting to it.
+async fn central(moto: &moto::Moto, client: &aws_sdk_ec2::Client) -> Central {
+    let (id, imds, machine_dir) = machine(moto, client).await;
+    let server_dir = config_dir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+keys_file = "keys"
+
+[providers.aws]
+kind = "aws"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access_key_id = "testing"
+secret_access_key = "testing"
+
+[agents]
+secret = {{ file = "agent-secret" }}
+heartbeat = "1s"
+lost_after = "3s"
+warning = "1s"
+"#,
+        endpoint = moto.endpoint,
+    ));
+    std::fs::write(
+        server_dir.path().join("agent-secret"),
+        "a secret of the test server, well over 32 bytes\n",
+    )
+    .unwrap();
+    let reader = support::add_key(server_dir.path(), "reader");
+    let key = support::run(server_dir.path(), &["agent", "key", "aws", &id]);
+    assert_eq!(key.status.code(), Some(0), "{}", text(&key.stderr));
+    std::fs::write(machine_dir.path().join("agent-key"), &key.stdout).unwrap();
+    let server = support::Server::start(server_dir.path());
+    // The machine's agent reports to it.
+    let config = std::fs::read_to_string(machine_dir.path().join("snoozebot.toml")).unwrap();
+    std::fs::write(
+        machine_dir.path().join("snoozebot.toml"),
+        format!(
+            "{config}server = \"{}\"\nkey = {{ file = \"agent-key\" }}\n",
+            server.base
+        ),
+    )
+    .unwrap();
+    Central {
+        server,
+        reader,
+        id,
+        _imds: imds,
+        machine: machine_dir,
+        _server_dir: server_dir,
+    }
+}
+
+fn spawn_agent(dir: &Path) -> Agent {
+    Agent(
+        support::snoozebot()
+            .current_dir(dir)
+            .args(["agent", "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Polls the server's view of `id`'s agent until `done` holds (at most 30 s).
+async fn agent_until(
+    server: &support::Server,
+    reader: &str,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..300 {
+        let response = http
+            .get(format!("{}/api/agents/aws/{id}", server.base))
+            .bearer_auth(reader)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            last = response.json().await.unwrap();
+            if done(&last) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the agent never got there: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reporting_agent_is_stopped_by_the_server_after_its_warning() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let Central {
+        server,
+        reader,
+        id,
+        machine,
+        ..
+    } = &central(&moto, client).await;
+    let terminal = terminal(machine.path());
+    let _agent = spawn_agent(machine.path());
+    // Claimed ("stopping"), then made ("stopped").
+    agent_until(server, reader, id, |agent| {
+        agent["state"] == "stopped" && agent["note"] == "stopped"
+    })
+    .await;
+    assert!(matches!(
+        state_of(client, id).await,
+        InstanceStateName::Stopping | InstanceStateName::Stopped
+    ));
+    // The trail, over REST: registered, the stop decided, the stop made.
+    let history: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("{}/api/schedules/history", server.base))
+        .bearer_auth(reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = history
+        .iter()
+        .rev()
+        .filter(|event| event["instance"] == id.as_str())
+        .map(|event| event["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["register", "stop pending", "stop"], "{history:?}");
+    assert!(history.iter().all(|event| event["outcome"] == "ok"));
+    // The machine's users were told when it would stop.
+    let heard = std::fs::read_to_string(&terminal).unwrap();
+    assert!(
+        heard.contains(&format!("the server stops {id} at")),
+        "{heard}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postponed_reporting_agent_keeps_its_instance_and_a_killed_one_is_lost() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let Central {
+        server,
+        reader,
+        id,
+        machine,
+        ..
+    } = &central(&moto, client).await;
+    let postponed = support::run(machine.path(), &["agent", "postpone", "1h"]);
+    assert_eq!(
+        postponed.status.code(),
+        Some(0),
+        "{}",
+        text(&postponed.stderr)
+    );
+    let agent = spawn_agent(machine.path());
+    let kept = agent_until(server, reader, id, |agent| agent["state"] == "idle").await;
+    assert!(
+        kept["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("postponed until"),
+        "{kept}"
+    );
+    assert!(kept["postponed_until"].is_string(), "{kept}");
+    assert_eq!(state_of(client, id).await, InstanceStateName::Running);
+    // The agent dies: three seconds without a heartbeat and it is lost.
+    drop(agent);
+    let lost = agent_until(server, reader, id, |agent| agent["state"] == "lost").await;
+    assert!(
+        lost["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("no heartbeat since"),
+        "{lost}"
+    );
+    assert_eq!(state_of(client, id).await, InstanceStateName::Running);
 }

@@ -35,7 +35,7 @@ pub struct Snapshot {
     /// Byte counters of whole disks (`vda read`, `vda write`; not partitions, loop or ram
     /// devices).
     pub disk: BTreeMap<String, u64>,
-    /// The most recent input on any terminal (`/dev/pts/*` modification times).
+    /// The most recent input on any terminal (`/dev/pts/*` access times).
     pub last_terminal_input: Option<SystemTime>,
 }
 
@@ -180,11 +180,14 @@ impl ProcRoot {
         Ok(counters)
     }
 
-    /// The newest modification time of `/dev/pts/N`: a terminal's device is touched on input.
+    /// The newest access time of `/dev/pts/N`: the kernel sets a terminal's access time when
+    /// input is read from it and its modification time when output is written to it, so
+    /// access is typing (as `w` counts idle) and output — a log tailing, this agent's own
+    /// warning — is not.
     fn terminal_input(&self) -> Option<SystemTime> {
         self.terminals()
             .iter()
-            .filter_map(|path| std::fs::metadata(path).ok()?.modified().ok())
+            .filter_map(|path| std::fs::metadata(path).ok()?.accessed().ok())
             .max()
     }
 

@@ -139,11 +139,21 @@ fn recent_terminal_input_keeps_the_machine_awake() {
     let dir = tempfile::tempdir().unwrap();
     moment(dir.path(), (1, 1, 1), (1, 1), (1, 1));
     std::fs::create_dir_all(dir.path().join("dev/pts")).unwrap();
-    std::fs::write(dir.path().join("dev/pts/0"), "").unwrap();
     std::fs::write(dir.path().join("dev/pts/ptmx"), "").unwrap();
+    // Typed on an hour ago (read: access time), written to just now (output: modification
+    // time): input counts, output does not.
+    let typed_at = SystemTime::now() - Duration::from_secs(3600);
+    let terminal = std::fs::File::create(dir.path().join("dev/pts/0")).unwrap();
+    terminal
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(typed_at)
+                .set_modified(SystemTime::now()),
+        )
+        .unwrap();
     let root = ProcRoot::at(dir.path());
     let snapshot = root.snapshot().unwrap();
-    let typed_at = snapshot.last_terminal_input.unwrap();
+    assert_eq!(snapshot.last_terminal_input, Some(typed_at));
     let soon = Rates::between(
         &snapshot,
         &snapshot,

@@ -278,7 +278,8 @@ pub struct EventView {
     pub error: Option<String>,
 }
 
-/// `GET /api/schedules/history`: the audit trail, newest first.
+/// `GET /api/schedules/history`: the audit trail (schedule runs and agents' decisions), newest
+/// first.
 #[utoipa::path(
     get,
     path = "/api/schedules/history",
@@ -296,7 +297,11 @@ pub(crate) async fn history(
     QueryParams(query): QueryParams<HistoryQuery>,
 ) -> ApiResult<Vec<EventView>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let events = scheduler(&state)?.history(limit).await.map_err(failed)?;
+    // The trail is one: a server with agents and no schedules has it too.
+    let events = match (&state.scheduler, &state.agents) {
+        (None, Some((agents, _))) => agents.history(limit).await.map_err(failed)?,
+        _ => scheduler(&state)?.history(limit).await.map_err(failed)?,
+    };
     Ok(Json(
         events
             .into_iter()

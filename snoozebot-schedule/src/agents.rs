@@ -296,6 +296,11 @@ impl Agents {
         Ok(self.store.agents().await?)
     }
 
+    /// The latest `limit` events of the trail (the agents' decisions and any schedule runs').
+    pub async fn history(&self, limit: usize) -> Result<Vec<AuditEvent>, AgentError> {
+        Ok(self.store.history(limit).await?)
+    }
+
     /// The agent of `provider`'s `instance`.
     pub async fn agent(
         &self,

@@ -1,0 +1,284 @@
+//! Reporting mode: the agent registers with a central `snoozebot serve`, sends a heartbeat with
+//! the machine's state on the server's interval and each change at once, and tells the
+//! machine's users what the server decided. Every answer is bounded; a server that is down or
+//! refuses is retried with backoff, never fatal.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use snoozebot_idle::Event;
+use snoozebot_schedule::jiff::Timestamp;
+
+use super::{Watch, reconnect_backoff};
+use crate::config::Loaded;
+use crate::exit::{Failure, Outcome};
+
+/// The most of an answer read: an agent's record is a few hundred bytes.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// A heartbeat interval the server may ask for, at least and at most.
+const HEARTBEAT_RANGE: (u64, u64) = (1, 3600);
+
+/// Speaks to the server for one instance.
+pub(super) struct Reporter {
+    client: reqwest::Client,
+    base: reqwest::Url,
+    provider: String,
+    key: String,
+}
+
+/// What the server answered.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    state: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    stop_at: Option<String>,
+    #[serde(default)]
+    heartbeat_seconds: Option<u64>,
+}
+
+/// Why a call did not get an answer.
+#[derive(Debug)]
+enum CallError {
+    /// The server does not know this agent (it lost its store, or never saw it): register.
+    NotRegistered,
+    /// The server refused: a key or config mistake that retrying does not mend soon.
+    Refused(String),
+    /// No answer: the server is down, slow, or answered garbage.
+    Unreachable(String),
+}
+
+impl Reporter {
+    /// The reporter of `[agent] server` and `key`.
+    pub(super) fn new(loaded: &Loaded, server: &str, provider: &str) -> Result<Self, Failure> {
+        let error = |what: String| super::config_error(loaded, &what);
+        let base = reqwest::Url::parse(server)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .ok_or_else(|| error(format!("server {server:?} is not an http(s) URL")))?;
+        let key = loaded
+            .config
+            .agent
+            .key
+            .as_ref()
+            .ok_or_else(|| {
+                error(
+                    "key is this instance's agent key (`snoozebot agent key` on the server)".into(),
+                )
+            })?
+            .resolve(loaded.base())
+            .map_err(|why| error(format!("key: {why}")))?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("snoozebot-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| error(format!("server: {e}")))?;
+        Ok(Reporter {
+            client,
+            base,
+            provider: provider.to_owned(),
+            key,
+        })
+    }
+
+    fn url(&self, instance: &str, action: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            // The instance is one segment: a `/` in it is percent-encoded.
+            segments
+                .pop_if_empty()
+                .extend(["api", "agents", &self.provider, instance, action]);
+        }
+        url
+    }
+
+    async fn call(&self, instance: &str, action: &str, body: Value) -> Result<Answer, CallError> {
+        let response = self
+            .client
+            .post(self.url(instance, action))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| CallError::Unreachable(error.to_string()))?;
+        let status = response.status();
+        let bytes = bounded_body(response).await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|error| CallError::Unreachable(format!("the server's answer: {error}")));
+        }
+        let detail = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|problem| problem["detail"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{status}"));
+        match status.as_u16() {
+            409 => Err(CallError::NotRegistered),
+            408 | 429 | 500..=599 => Err(CallError::Unreachable(detail)),
+            _ => Err(CallError::Refused(format!("{status}: {detail}"))),
+        }
+    }
+}
+
+async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| CallError::Unreachable(error.to_string()))?
+    {
+        if bytes.len() + chunk.len() > MAX_ANSWER {
+            return Err(CallError::Unreachable(format!(
+                "the server's answer is over {MAX_ANSWER} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// What the machine is, as the monitor last said.
+#[derive(Default)]
+struct Now {
+    /// Idle since (by the agent's clock), or busy.
+    idle_since: Option<tokio::time::Instant>,
+    busy: Vec<String>,
+}
+
+impl Now {
+    fn body(&self, postponed: Option<SystemTime>) -> Value {
+        let postponed_until = postponed
+            .and_then(|until| Timestamp::try_from(until).ok())
+            .map(|until| until.to_string());
+        json!({
+            "idle_seconds": self.idle_since.map(|since| since.elapsed().as_secs()),
+            "busy": self.busy,
+            "postponed_until": postponed_until,
+        })
+    }
+}
+
+/// Reports until SIGTERM or SIGINT (exit 0), or until the server refuses the agent for good
+/// (exit 3 with the server's reason).
+pub(super) async fn run(
+    watch: &Watch,
+    reporter: Reporter,
+    mut heard: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Result<Outcome, Failure> {
+    let instance = watch.id.to_string();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    let registration = json!({"hostname": hostname, "version": env!("CARGO_PKG_VERSION")});
+    let shutdown = crate::serve::stop_signal();
+    tokio::pin!(shutdown);
+    let mut now = Now::default();
+    let mut registered = false;
+    let mut failures = 0u32;
+    let mut heartbeat = Duration::from_secs(30);
+    let mut next_heartbeat = tokio::time::Instant::now();
+    // What the machine's users were last told.
+    let mut told: Option<String> = None;
+    tracing::info!(%instance, provider = %reporter.provider, server = %reporter.base, "reporting to the server");
+    loop {
+        let answer = if registered {
+            tokio::select! {
+                () = &mut shutdown => return Ok(Outcome::Done),
+                event = heard.recv() => {
+                    let action = match event {
+                        Some(Event::Idle { idle_for }) => {
+                            now.idle_since = tokio::time::Instant::now().checked_sub(idle_for);
+                            now.busy.clear();
+                            "idle"
+                        }
+                        Some(Event::Active { busy }) => {
+                            now.idle_since = None;
+                            now.busy = busy.iter().map(ToString::to_string).collect();
+                            "active"
+                        }
+                        None => return Err(Failure::new(Outcome::Failed, "the monitor stopped")),
+                    };
+                    reporter.call(&instance, action, now.body(watch.postponed_until())).await
+                }
+                () = tokio::time::sleep_until(next_heartbeat) => {
+                    reporter.call(&instance, "heartbeat", now.body(watch.postponed_until())).await
+                }
+            }
+        } else {
+            tokio::select! {
+                () = &mut shutdown => return Ok(Outcome::Done),
+                () = tokio::time::sleep_until(next_heartbeat) => {}
+            }
+            let answer = reporter
+                .call(&instance, "register", registration.clone())
+                .await;
+            if answer.is_ok() {
+                registered = true;
+                tracing::info!(%instance, "registered with the server");
+                // The state the machine is in now, at once.
+                let action = if now.idle_since.is_some() {
+                    "idle"
+                } else {
+                    "heartbeat"
+                };
+                reporter
+                    .call(&instance, action, now.body(watch.postponed_until()))
+                    .await
+            } else {
+                answer
+            }
+        };
+        match answer {
+            Ok(answer) => {
+                failures = 0;
+                if let Some(seconds) = answer.heartbeat_seconds {
+                    heartbeat =
+                        Duration::from_secs(seconds.clamp(HEARTBEAT_RANGE.0, HEARTBEAT_RANGE.1));
+                }
+                next_heartbeat = tokio::time::Instant::now() + heartbeat;
+                tell(watch, &answer, &mut told);
+            }
+            Err(CallError::NotRegistered) => {
+                tracing::info!("the server does not know this agent; registering again");
+                registered = false;
+                next_heartbeat = tokio::time::Instant::now();
+            }
+            Err(CallError::Refused(reason)) if !registered => {
+                return Err(Failure::new(
+                    Outcome::Config,
+                    format!("the server refused this agent: {reason}"),
+                ));
+            }
+            Err(CallError::Refused(reason) | CallError::Unreachable(reason)) => {
+                let wait = reconnect_backoff().delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(%reason, retry_in = ?wait, "cannot report to the server");
+                next_heartbeat = tokio::time::Instant::now() + wait;
+            }
+        }
+    }
+}
+
+/// Tells the machine's users of a stop the server decided, or that it no longer stands.
+fn tell(watch: &Watch, answer: &Answer, told: &mut Option<String>) {
+    let id = &watch.id;
+    let message = match (answer.state.as_str(), &answer.stop_at) {
+        ("stopping", Some(at)) => Some(format!(
+            "idle: the server stops {id} at {at} (`snoozebot agent postpone 2h` keeps it running)"
+        )),
+        ("stopped", _) => Some(format!("the server is stopping {id} now")),
+        _ if told.is_some() => Some(format!("not stopping {id}: {}", answer.note)),
+        _ => None,
+    };
+    if message.is_none() || *told == message {
+        return;
+    }
+    if let Some(message) = &message {
+        watch.announce(message);
+    }
+    *told = message.filter(|_| matches!(answer.state.as_str(), "stopping" | "stopped"));
+}
