@@ -143,15 +143,17 @@ fn monitor(loaded: &Loaded, root: &ProcRoot) -> Result<Monitor, Failure> {
     let interval = agent.interval.unwrap_or(Duration::from_secs(10));
     let nap = agent.nap.unwrap_or(Duration::from_secs(30 * 60));
     let grace = agent.grace.unwrap_or(Duration::from_secs(60));
-    let gpu = agent
-        .nvidia_smi
-        .as_ref()
-        .map_or_else(GpuProbe::default, |smi| {
-            GpuProbe::default().with_command(loaded.base().join(smi))
-        });
     let mut monitor = Monitor::new(root.clone(), thresholds, interval, nap, grace)
-        .with_gpu(gpu)
         .with_processes(agent.keep_awake_processes.iter().cloned());
+    // A configured nvidia-smi is used (and its failures count busy); otherwise one in the
+    // PATH, looked up once; none: no GPU signal.
+    let gpu = match &agent.nvidia_smi {
+        Some(smi) => Some(GpuProbe::default().with_command(loaded.base().join(smi))),
+        None => GpuProbe::detect(),
+    };
+    if let Some(gpu) = gpu {
+        monitor = monitor.with_gpu(gpu);
+    }
     if !agent.keep_awake.is_empty() {
         let periods = agent
             .keep_awake

@@ -35,6 +35,16 @@ pub enum GpuReading {
 }
 
 impl GpuProbe {
+    /// `nvidia-smi` from the `PATH`, if it is there: looked up once, so that a machine without
+    /// a GPU does not try to start it on every sample.
+    pub fn detect() -> Option<Self> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("nvidia-smi"))
+            .find(|candidate| is_executable(candidate))
+            .map(|command| GpuProbe::default().with_command(command))
+    }
+
     /// Runs `command` instead of `nvidia-smi` from the `PATH`.
     pub fn with_command(mut self, command: impl Into<PathBuf>) -> Self {
         self.command = command.into();
@@ -74,6 +84,12 @@ impl GpuProbe {
     }
 }
 
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
 /// `nvidia-smi`'s CSV: a utilisation per line (`[N/A]` for a GPU that does not say).
 fn parse(output: &[u8]) -> GpuReading {
     let Ok(text) = std::str::from_utf8(output) else {
@@ -107,6 +123,15 @@ mod tests {
         assert_eq!(parse(b"No devices were found"), GpuReading::Unreadable);
         assert_eq!(parse(b"250\n"), GpuReading::Unreadable);
         assert_eq!(parse(b"\xff\xfe"), GpuReading::Unreadable);
+    }
+
+    #[test]
+    fn detection_finds_nothing_where_there_is_no_nvidia_smi() {
+        // This machine has no GPU; if one day it does, detection finds its nvidia-smi.
+        let found = GpuProbe::detect();
+        let expected = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .any(|dir| is_executable(&dir.join("nvidia-smi")));
+        assert_eq!(found.is_some(), expected);
     }
 
     #[tokio::test]

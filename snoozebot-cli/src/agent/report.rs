@@ -71,13 +71,23 @@ impl Reporter {
             })?
             .resolve(loaded.base())
             .map_err(|why| error(format!("key: {why}")))?;
+        Self::with_timeout(base, provider, key, Duration::from_secs(15))
+            .map_err(|e| error(format!("server: {e}")))
+    }
+
+    /// A reporter whose every call is given up after `timeout`.
+    fn with_timeout(
+        base: reqwest::Url,
+        provider: &str,
+        key: String,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("snoozebot-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| error(format!("server: {e}")))?;
+            .build()?;
         Ok(Reporter {
             client,
             base,
@@ -281,4 +291,129 @@ fn tell(watch: &Watch, answer: &Answer, told: &mut Option<String>) {
         watch.announce(message);
     }
     *told = message.filter(|_| matches!(answer.state.as_str(), "stopping" | "stopped"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on 127.0.0.1 that answers every request with `answer` (or never, if `None`):
+    /// its URL, and the paths it was asked for.
+    async fn peer(
+        answer: Option<Vec<u8>>,
+    ) -> (reqwest::Url, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = reqwest::Url::parse(&format!("http://{}/base/", listener.local_addr().unwrap()))
+            .unwrap();
+        let (asked, paths) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                let asked = asked.clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 16 * 1024];
+                    let read = socket.read(&mut request).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&request[..read]).into_owned();
+                    let _ = asked.send(head.split(' ').nth(1).unwrap_or_default().to_owned());
+                    match answer {
+                        Some(answer) => {
+                            let _ = socket.write_all(&answer).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    }
+                });
+            }
+        });
+        (url, paths)
+    }
+
+    fn http(status: &str, body: &[u8]) -> Vec<u8> {
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(body);
+        answer
+    }
+
+    async fn call(answer: Option<Vec<u8>>) -> (Result<Answer, CallError>, String) {
+        let (url, mut paths) = peer(answer).await;
+        let reporter =
+            Reporter::with_timeout(url, "aws", "sba_key".into(), Duration::from_millis(500))
+                .unwrap();
+        let result = reporter
+            .call("res/group/vm-1", "heartbeat", json!({}))
+            .await;
+        (result, paths.recv().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_hostile_server_is_a_prompt_typed_error() {
+        let (answer, path) = call(Some(http(
+            "200 OK",
+            br#"{"state":"stopping","stop_at":"2026-12-01T20:05:00Z","heartbeat_seconds":5}"#,
+        )))
+        .await;
+        let answer = answer.unwrap();
+        assert_eq!(
+            (answer.state.as_str(), answer.heartbeat_seconds),
+            ("stopping", Some(5))
+        );
+        assert_eq!(
+            path, "/base/api/agents/aws/res%2Fgroup%2Fvm-1/heartbeat",
+            "one segment"
+        );
+
+        let started = std::time::Instant::now();
+        for (answer, why) in [
+            (
+                Some(http("200 OK", b"<html>garbage")),
+                "the server's answer",
+            ),
+            (
+                Some(http("200 OK", &vec![b' '; 10 * 1024 * 1024])),
+                "over 65536 bytes",
+            ),
+            (Some(b"\xff\xfe not http at all\r\n\r\n".to_vec()), ""),
+            (None, ""),
+            (Some(http("503 Service Unavailable", b"{}")), ""),
+        ] {
+            match call(answer).await.0 {
+                Err(CallError::Unreachable(reason)) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+
+        assert!(matches!(
+            call(Some(http(
+                "409 Conflict",
+                br#"{"detail":"register first"}"#
+            )))
+            .await
+            .0,
+            Err(CallError::NotRegistered)
+        ));
+        match call(Some(http(
+            "401 Unauthorized",
+            br#"{"detail":"not the agent key of aws/x"}"#,
+        )))
+        .await
+        .0
+        {
+            Err(CallError::Refused(reason)) => {
+                assert!(reason.contains("not the agent key"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
