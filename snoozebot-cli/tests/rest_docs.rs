@@ -1,5 +1,6 @@
 //! Runs every `sh` block of docs/rest-api.md, as written, against `snoozebot serve` with the
-//! config the guide shows: `$SNOOZEBOT` is its address, `$KEY` an admin key. A block must exit 0
+//! config the guide shows: `$SNOOZEBOT` is its address, `$KEY` an admin key, `$AGENT_KEY` the
+//! agent key of `mock/mock-0001`. A block must exit 0
 //! (its `curl`s use `--fail-with-body`); a block headed `# expect: NNN` must print an HTTP status
 //! line with NNN.
 #![allow(clippy::unwrap_used)]
@@ -37,9 +38,22 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     let dir = config_dir(
         "[server]\nlisten = \"127.0.0.1:0\"\nkeys_file = \"keys\"\n\n\
          [providers.mock]\nkind = \"mock\"\ninstances = 20\n\n\
-         [scheduler]\ntag = \"snoozebot\"\n\n[schedules.idle]\nperiods = [\"Mon-Fri 08:00-19:00\"]\n",
+         [scheduler]\ntag = \"snoozebot\"\n\n[schedules.idle]\nperiods = [\"Mon-Fri 08:00-19:00\"]\n\n\
+         [agents]\nsecret = { file = \"agent-secret\" }\n",
     );
+    std::fs::write(
+        dir.path().join("agent-secret"),
+        "the docs test's agent secret, 32 bytes or more\n",
+    )
+    .unwrap();
     let admin = add_key(dir.path(), "admin");
+    let agent_key = support::run(dir.path(), &["agent", "key", "mock", "mock-0001"]);
+    assert!(
+        agent_key.status.success(),
+        "{}",
+        support::text(&agent_key.stderr)
+    );
+    let agent_key = support::text(&agent_key.stdout).trim().to_owned();
     let server = Server::start(dir.path());
     let base = server.base.clone();
 
@@ -50,6 +64,7 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     assert!(blocks.len() >= 12, "only {} sh blocks found", blocks.len());
     for block in blocks {
         let key = admin.clone();
+        let agent_key = agent_key.clone();
         let base = base.clone();
         let script = block.clone();
         let output = tokio::task::spawn_blocking(move || {
@@ -58,6 +73,7 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
                 .arg(&script)
                 .env("SNOOZEBOT", base)
                 .env("KEY", key)
+                .env("AGENT_KEY", agent_key)
                 .output()
                 .unwrap()
         })

@@ -23,6 +23,10 @@ use crate::{Notifier, Schedules, Selection};
 /// Attempts of one read-decide-swap before giving up on a record that keeps changing.
 const SWAP_ATTEMPTS: usize = 8;
 
+/// A machine kept idle (on-hours, its state) is judged again by a sweep at most this often:
+/// judging asks its provider, and a fleet of kept machines must not become a flood of calls.
+const REVISIT: Duration = Duration::from_secs(60);
+
 /// The trail's `schedule` column for decisions about idleness.
 const IDLE: &str = "idle";
 
@@ -219,6 +223,8 @@ pub struct Agents {
     clock: Clock,
     notifier: Option<Arc<dyn Notifier>>,
     run: String,
+    /// When this replica last judged each kept machine.
+    judged: std::sync::Mutex<std::collections::HashMap<(String, String), Timestamp>>,
 }
 
 impl fmt::Debug for Agents {
@@ -258,6 +264,7 @@ impl Agents {
             clock: Arc::new(Timestamp::now),
             notifier: None,
             run: "agents".to_owned(),
+            judged: std::sync::Mutex::default(),
         }
     }
 
@@ -590,11 +597,22 @@ impl Agents {
         Ok(())
     }
 
-    /// One look at every agent: lost ones marked, kept idle machines decided again (a postpone
-    /// or on-hours may have ended), due stops made.
+    /// One look at every agent: lost ones marked, kept idle machines judged again (a postpone
+    /// or on-hours may have ended; each at most once a minute, a postpone not before its end),
+    /// due stops made.
     pub async fn sweep(&self) -> Result<Sweep, AgentError> {
         let mut sweep = Sweep::default();
-        for record in self.store.agents().await? {
+        let records = self.store.agents().await?;
+        let kept: std::collections::HashSet<(String, String)> = records
+            .iter()
+            .filter(|record| record.state == AgentState::Idle)
+            .map(key)
+            .collect();
+        self.judged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|machine, _| kept.contains(machine));
+        for record in records {
             let now = (self.clock)();
             let heard = after(record.last_seen, self.policy.lost_after);
             match record.state {
@@ -605,6 +623,11 @@ impl Agents {
                     }
                 }
                 AgentState::Idle => {
+                    if Self::postponed(&record, now).is_some()
+                        || !self.due_for_judgement(&record, now)
+                    {
+                        continue;
+                    }
                     let verdict = self.may_stop(&record, now).await;
                     let Changed {
                         record: changed,
@@ -646,6 +669,22 @@ impl Agents {
             }
         }
         Ok(sweep)
+    }
+
+    /// Whether a kept machine's last judgement here is older than [`REVISIT`] (and notes this
+    /// one). Machines no longer kept are forgotten.
+    fn due_for_judgement(&self, record: &AgentRecord, now: Timestamp) -> bool {
+        let mut judged = self
+            .judged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = judged
+            .get(&key(record))
+            .is_none_or(|at| after(*at, REVISIT) <= now);
+        if due {
+            judged.insert(key(record), now);
+        }
+        due
     }
 
     async fn mark_lost(&self, record: &AgentRecord, now: Timestamp) -> Result<bool, AgentError> {

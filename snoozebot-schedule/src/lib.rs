@@ -3,7 +3,9 @@
 //! schedule, an inline one, or Cloud Custodian's offhours tags as written). A run computes a
 //! [plan](plan::plan) — each instance's current state, the state wanted, why, the action — before
 //! anything is applied, with Instance Scheduler's override rules (enforced, retain-running) and
-//! limits on how much one run may do.
+//! limits on how much one run may do. [`Agents`] is a server's side of agents that report their
+//! machine idle: it stops them after a warning unless a schedule's on-hours or a postpone keep
+//! them, and marks agents lost. Every action is in the [store]'s audit trail.
 //!
 //! ```
 //! use snoozebot_schedule::{Desired, Schedule, parse_period};

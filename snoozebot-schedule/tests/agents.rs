@@ -528,3 +528,25 @@ async fn the_embedded_stores_swap_agents_records_only_from_the_revision_read() {
     support::agent_store::swaps(&MemoryStore::default()).await;
     support::agent_store::swaps(&SqliteStore::in_memory().unwrap()).await;
 }
+
+#[tokio::test]
+async fn a_kept_machine_is_judged_again_at_most_once_a_minute() {
+    let server = server(MORNING);
+    let agents = &server.agents;
+    agents
+        .register("mock", "mock-office", registration())
+        .await
+        .unwrap();
+    agents.report("mock", "mock-office", idle()).await.unwrap();
+    server.mock.clear_calls();
+    // Sweeps every few seconds: the provider is asked once a minute, not on each.
+    for _ in 0..12 {
+        server.clock.advance(5);
+        agents.report("mock", "mock-office", idle()).await.unwrap();
+        agents.sweep().await.unwrap();
+    }
+    assert_eq!(server.mock.call_count(MockOperation::Get), 1);
+    server.clock.advance(5);
+    agents.sweep().await.unwrap();
+    assert_eq!(server.mock.call_count(MockOperation::Get), 2);
+}
