@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use snoozebot_rest::ApiKeys;
 
 fn schemathesis() -> PathBuf {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.venv/bin/schemathesis"
-    ));
+    let path = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../.venv/bin/schemathesis");
     assert!(
         path.exists(),
         "schemathesis is missing from .venv; install it with scripts/test, or: \

@@ -264,8 +264,11 @@ mod tests {
 
     #[test]
     fn the_recorded_instance_view_is_running() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/azure/vm-get-instanceview.json");
+        let path = std::path::Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        )
+        .join("tests/fixtures/azure/vm-get-instanceview.json");
         let vm: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let statuses = vm["properties"]["instanceView"]["statuses"]
             .as_array()

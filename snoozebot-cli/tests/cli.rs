@@ -482,8 +482,7 @@ env = {{ AWS_REGION = "us-east-1", AWS_ENDPOINT_URL = "{endpoint}", AWS_ACCESS_K
 #[test]
 fn the_readme_lines_run_as_written() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
+        std::fs::read_to_string(Path::new(&support::manifest_dir()).join("../README.md")).unwrap();
     let block = readme
         .split("<!-- cli-try -->\n```text\n")
         .nth(1)

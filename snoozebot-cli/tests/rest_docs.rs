@@ -57,9 +57,10 @@ async fn every_shell_example_in_the_rest_api_guide_runs() {
     let server = Server::start(dir.path());
     let base = server.base.clone();
 
-    let guide =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/rest-api.md"))
-            .unwrap();
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(&support::manifest_dir()).join("../docs/rest-api.md"),
+    )
+    .unwrap();
     let blocks = shell_blocks(&guide);
     assert!(blocks.len() >= 12, "only {} sh blocks found", blocks.len());
     for block in blocks {

@@ -218,9 +218,12 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/gce")
-                .join(name),
+            std::path::Path::new(
+                &std::env::var("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+            )
+            .join("tests/fixtures/gce")
+            .join(name),
         )
         .unwrap()
     }

@@ -22,11 +22,18 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test, as compiled
+/// otherwise. A target directory shared by checkouts in several places reuses test binaries
+/// built in another, so the compiled path may not be this checkout's.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+}
+
 fn moto_server() -> PathBuf {
     if let Some(path) = std::env::var_os("SNOOZEBOT_MOTO_SERVER") {
         return PathBuf::from(path);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+    PathBuf::from(manifest_dir()).join("../.venv/bin/moto_server")
 }
 
 fn free_port() -> u16 {
@@ -242,7 +249,7 @@ impl Stub {
 /// A recorded fixture from `tests/fixtures/ec2`.
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        PathBuf::from(manifest_dir())
             .join("tests/fixtures/ec2")
             .join(name),
     )

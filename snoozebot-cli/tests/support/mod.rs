@@ -8,6 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test, as compiled
+/// otherwise. A target directory shared by checkouts in several places reuses test binaries
+/// built in another, so the compiled path may not be this checkout's.
+pub fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+}
+
 pub fn snoozebot() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_snoozebot"));
     // Nothing of the developer's own setup.

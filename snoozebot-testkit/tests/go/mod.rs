@@ -45,7 +45,10 @@ pub fn go_programs() -> &'static GoPrograms {
                 "the Go library {library} is missing. {INSTALL}"
             );
         }
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = &std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        );
         // Integration tests and benches both get a target tmp dir of their own.
 
         let gopath = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-interop");
