@@ -1,9 +1,10 @@
 //! The agent's footprint: `snoozebot agent run` (self mode, on the in-memory mock provider,
 //! sampling this machine's live `/proc`) measured from outside — CPU time of all its threads
-//! (`/proc/PID/task/*/schedstat`, nanoseconds) and resident memory (`VmRSS`, peak `VmHWM`).
+//! and resident memory (`VmRSS`, peak `VmHWM`).
 //!
 //! Two setups, interleaved: sampling every 10 s (the default; the target is under 0.5 % of one
-//! core and under 10 MiB), and every 100 ms (to measure one sample's cost precisely).
+//! core and under 10 MiB), and every 100 ms (to measure one sample's cost precisely). The
+//! counters are `snoozebot_testkit::ProcessCounters`.
 //!
 //! `cargo bench -p snoozebot-cli --bench agent`; `SNOOZEBOT_BENCH_SECONDS` (default 60) is how
 //! long each setup is watched, `SNOOZEBOT_BENCH_ROUNDS` (default 2) how often each runs.
@@ -13,27 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// CPU time of every thread of `pid`, in nanoseconds.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// A `VmRSS:`-like field of `/proc/PID/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+use snoozebot_testkit::ProcessCounters;
 
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -85,16 +66,16 @@ fn measure(interval: Duration, label: &str, watch: Duration) -> Measured {
     let pid = agent.0.id();
     // Past start-up (loading the provider, the first samples).
     std::thread::sleep(Duration::from_secs(3));
-    let (cpu_before, at) = (cpu_ns(pid), Instant::now());
+    let (before, at) = (ProcessCounters::of(pid), Instant::now());
     std::thread::sleep(watch);
-    let (cpu_after, elapsed) = (cpu_ns(pid), at.elapsed());
-    let used = cpu_after.saturating_sub(cpu_before) as f64;
+    let (after, elapsed) = (ProcessCounters::of(pid), at.elapsed());
+    let used = after.cpu_ns.saturating_sub(before.cpu_ns) as f64;
     let samples = (elapsed.as_secs_f64() / interval.as_secs_f64()).max(1.0);
     Measured {
         cpu_percent: used / elapsed.as_nanos() as f64 * 100.0,
         per_sample_us: used / samples / 1000.0,
-        rss_kib: status_kib(pid, "VmRSS:"),
-        peak_kib: status_kib(pid, "VmHWM:"),
+        rss_kib: after.rss_kib,
+        peak_kib: after.peak_rss_kib,
     }
 }
 

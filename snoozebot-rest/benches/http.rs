@@ -5,7 +5,8 @@
 //! ways (`axum::serve` for the socket) and through our accept loop, and the call on the
 //! provider directly. The setups run
 //! in interleaved rounds (ours, bare, ours, bare, …); each reports the median of its rounds'
-//! p50, and the difference is the API's own cost.
+//! p50, and the difference is the API's own cost; context switches, write syscalls and CPU time
+//! per call of each setup are printed too (`snoozebot_testkit::ProcessCounters`).
 //!
 //! ```text
 //! cargo bench -p snoozebot-rest --bench http
@@ -109,10 +110,14 @@ fn main() {
         let rounds = 8;
         let per_round = CALLS / rounds;
         let mut medians: [Vec<f64>; 5] = Default::default();
+        // Per call, summed over the rounds: context switches, writes, CPU µs (the process's
+        // threads: client and server alike).
+        let mut costs = [(0.0f64, 0.0f64, 0.0f64); 5];
         for round in 0..rounds {
             for step in 0..5 {
                 let setup = (step + round) % 5;
                 let mut samples = Vec::with_capacity(per_round);
+                let before = snoozebot_testkit::ProcessCounters::of_self();
                 for _ in 0..per_round {
                     let started = Instant::now();
                     match setup {
@@ -141,6 +146,10 @@ fn main() {
                     }
                     samples.push(started.elapsed());
                 }
+                let (switches, writes, cpu_us) =
+                    before.per(&snoozebot_testkit::ProcessCounters::of_self(), per_round);
+                let cost = &mut costs[setup];
+                *cost = (cost.0 + switches / rounds as f64, cost.1 + writes / rounds as f64, cost.2 + cpu_us / rounds as f64);
                 samples.sort();
                 medians[setup].push(samples[samples.len() / 2].as_secs_f64() * 1e6);
             }
@@ -159,6 +168,19 @@ fn main() {
             "  bare axum handler, our accept loop        {mixed:>7.1} µs   -> the loop's own cost {:>5.1} µs",
             mixed - bare_socket
         );
+        println!("\nper call, the whole process (client and server threads), mean over the rounds:");
+        for (label, (switches, writes, cpu_us)) in [
+            "router, in process",
+            "bare, in process",
+            "router, loopback",
+            "bare, loopback (axum::serve)",
+            "bare, our accept loop",
+        ]
+        .into_iter()
+        .zip(costs)
+        {
+            println!("  {label:<30} {switches:>5.2} switches  {writes:>5.2} writes  {cpu_us:>6.1} µs CPU");
+        }
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
         stop_mixed.send(()).unwrap();

@@ -57,43 +57,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Context switches (voluntary + involuntary), write system calls and CPU time of a process
 /// so far. (Reads are not counted: socket reads are `recvfrom`, which `/proc/PID/io` skips.)
-#[derive(Debug, Clone, Copy, Default)]
-struct Counters {
-    switches: u64,
-    writes: u64,
-    cpu_ns: u64,
-}
-
-fn counters(pid: u32) -> Counters {
-    let field = |text: &str, name: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    // A process's status counts its main thread only: add up its threads.
-    let mut counted = Counters::default();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        counted.switches += field(&status, "voluntary_ctxt_switches:")
-            + field(&status, "nonvoluntary_ctxt_switches:");
-        // schedstat: nanoseconds on a CPU, waiting for one, time slices.
-        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        counted.cpu_ns += schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    // The I/O counters are the whole process's.
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    counted.writes = field(&io, "syscw:");
-    counted
-}
+type Counters = snoozebot_testkit::ProcessCounters;
 
 /// A process's counters per call over a round.
 #[derive(Debug, Default, Clone, Copy)]
@@ -105,11 +69,11 @@ struct PerCall {
 
 impl PerCall {
     fn between(before: Counters, after: Counters, calls: usize) -> PerCall {
-        let per_call = |before: u64, after: u64| after.saturating_sub(before) as f64 / calls as f64;
+        let (switches, writes, cpu_us) = before.per(&after, calls);
         PerCall {
-            switches: per_call(before.switches, after.switches),
-            writes: per_call(before.writes, after.writes),
-            cpu_us: per_call(before.cpu_ns, after.cpu_ns) / 1e3,
+            switches,
+            writes,
+            cpu_us,
         }
     }
 }
@@ -195,8 +159,8 @@ impl Floor {
             self.stream.write_all(&message).unwrap();
             self.stream.read_exact(&mut buffer).unwrap();
         }
-        let host = counters(std::process::id());
-        let peer = counters(self.child.id());
+        let host = Counters::of_self();
+        let peer = Counters::of(self.child.id());
         let mut samples = Vec::with_capacity(calls);
         let started = Instant::now();
         for _ in 0..calls {
@@ -208,8 +172,8 @@ impl Floor {
         let mut round = Round::from_samples(samples, started.elapsed());
         round.count(
             calls,
-            (host, counters(std::process::id())),
-            Some((peer, counters(self.child.id()))),
+            (host, Counters::of_self()),
+            Some((peer, Counters::of(self.child.id()))),
         );
         round
     }
@@ -268,7 +232,7 @@ async fn sequential(client: &PluginClient, calls: usize) -> Round {
         client.get_instance(&id).await.unwrap();
     }
     let plugin = client.pid().unwrap();
-    let (host_before, plugin_before) = (counters(std::process::id()), counters(plugin));
+    let (host_before, plugin_before) = (Counters::of_self(), Counters::of(plugin));
     let mut samples = Vec::with_capacity(calls);
     let started = Instant::now();
     for _ in 0..calls {
@@ -279,8 +243,8 @@ async fn sequential(client: &PluginClient, calls: usize) -> Round {
     let mut round = Round::from_samples(samples, started.elapsed());
     round.count(
         calls,
-        (host_before, counters(std::process::id())),
-        Some((plugin_before, counters(plugin))),
+        (host_before, Counters::of_self()),
+        Some((plugin_before, Counters::of(plugin))),
     );
     round
 }
@@ -289,7 +253,7 @@ async fn sequential(client: &PluginClient, calls: usize) -> Round {
 async fn concurrent(client: &Arc<PluginClient>, calls: usize) -> Round {
     let per_caller = calls / CONCURRENT_CALLERS;
     let plugin = client.pid().unwrap();
-    let (host_before, plugin_before) = (counters(std::process::id()), counters(plugin));
+    let (host_before, plugin_before) = (Counters::of_self(), Counters::of(plugin));
     let started = Instant::now();
     let callers: Vec<_> = (0..CONCURRENT_CALLERS)
         .map(|_| {
@@ -315,8 +279,8 @@ async fn concurrent(client: &Arc<PluginClient>, calls: usize) -> Round {
     };
     round.count(
         total,
-        (host_before, counters(std::process::id())),
-        Some((plugin_before, counters(plugin))),
+        (host_before, Counters::of_self()),
+        Some((plugin_before, Counters::of(plugin))),
     );
     round
 }

@@ -38,6 +38,7 @@
 pub mod arm;
 mod capture;
 pub mod conformance;
+mod counters;
 #[cfg(feature = "gce-fake")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gce-fake")))]
 pub mod gce;
@@ -49,6 +50,7 @@ mod loopback;
 mod mock;
 
 pub use capture::LogCapture;
+pub use counters::ProcessCounters;
 pub use mock::{
     MOCK_ID_PREFIX, MockCall, MockInstance, MockOperation, MockProvider, MockProviderBuilder,
 };
