@@ -89,6 +89,25 @@ fn main() {
             }),
         );
 
+        // The same bare handler calling through the manager (its lease and middleware stack):
+        // tells the stack's cost from the router's own.
+        let managed_manager = Arc::clone(&manager);
+        let managed = axum::Router::new().route(
+            "/api/providers/mock/instances/{id}",
+            axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let manager = Arc::clone(&managed_manager);
+                async move {
+                    let id = InstanceId::new(id).unwrap();
+                    let provider = manager.load("mock").await.unwrap();
+                    axum::Json(provider.get_instance(&id).await.unwrap())
+                }
+            }),
+        );
+        let managed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let managed_url = format!("http://{}{uri}", managed_listener.local_addr().unwrap());
+        let managed_server =
+            tokio::spawn(axum::serve(managed_listener, managed.clone()).into_future());
+
         let ours_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ours_url = format!("http://{}{uri}", ours_listener.local_addr().unwrap());
         let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -109,13 +128,13 @@ fn main() {
 
         let rounds = 8;
         let per_round = CALLS / rounds;
-        let mut medians: [Vec<f64>; 5] = Default::default();
+        let mut medians: [Vec<f64>; 6] = Default::default();
         // Per call, summed over the rounds: context switches, writes, CPU µs (the process's
         // threads: client and server alike).
-        let mut costs = [(0.0f64, 0.0f64, 0.0f64); 5];
+        let mut costs = [(0.0f64, 0.0f64, 0.0f64); 6];
         for round in 0..rounds {
-            for step in 0..5 {
-                let setup = (step + round) % 5;
+            for step in 0..6 {
+                let setup = (step + round) % 6;
                 let mut samples = Vec::with_capacity(per_round);
                 let before = snoozebot_testkit::ProcessCounters::of_self();
                 for _ in 0..per_round {
@@ -133,7 +152,7 @@ fn main() {
                                 .unwrap();
                         }
                         _ => {
-                            let url = match setup { 2 => &ours_url, 3 => &bare_url, _ => &mixed_url };
+                            let url = match setup { 2 => &ours_url, 3 => &bare_url, 4 => &mixed_url, _ => &managed_url };
                             let response = client
                                 .get(url)
                                 .header("authorization", format!("Bearer {key}"))
@@ -158,7 +177,8 @@ fn main() {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        let [ours_in, bare_in, ours_socket, bare_socket, mixed] = medians.map(|mut v| median(&mut v));
+        let [ours_in, bare_in, ours_socket, bare_socket, mixed, managed_socket] =
+            medians.map(|mut v| median(&mut v));
         println!("{rounds} interleaved rounds of {per_round} calls per setup, median of the rounds' p50:");
         println!("  router, in process (oneshot)              {ours_in:>7.1} µs");
         println!("  bare axum handler, in process             {bare_in:>7.1} µs   -> the API's own cost {:>5.1} µs", ours_in - bare_in);
@@ -168,6 +188,10 @@ fn main() {
             "  bare axum handler, our accept loop        {mixed:>7.1} µs   -> the loop's own cost {:>5.1} µs",
             mixed - bare_socket
         );
+        println!(
+            "  bare handler over the manager, loopback   {managed_socket:>7.1} µs   -> the manager's stack {:>5.1} µs",
+            managed_socket - bare_socket
+        );
         println!("\nper call, the whole process (client and server threads), mean over the rounds:");
         for (label, (switches, writes, cpu_us)) in [
             "router, in process",
@@ -175,6 +199,7 @@ fn main() {
             "router, loopback",
             "bare, loopback (axum::serve)",
             "bare, our accept loop",
+            "bare over the manager, loopback",
         ]
         .into_iter()
         .zip(costs)
@@ -186,5 +211,6 @@ fn main() {
         stop_mixed.send(()).unwrap();
         mixed_server.await.unwrap().unwrap();
         bare_server.abort();
+        managed_server.abort();
     });
 }
