@@ -17,7 +17,7 @@ use snoozebot_schedule::store::{AuditEvent, RunRecord};
 use snoozebot_schedule::{Desired, Notifier, Schedule, parse_period};
 
 use crate::cli::AgentCommand;
-use crate::config::Loaded;
+use crate::config::{AgentConfig, Loaded};
 use crate::exit::{Failure, Outcome};
 
 mod report;
@@ -123,6 +123,31 @@ async fn instance_id(loaded: &Loaded) -> Result<InstanceId, Failure> {
     })
 }
 
+/// `[agent] keep_awake` as a schedule in `[agent] timezone`; `None` without one.
+pub fn keep_awake_hours(agent: &AgentConfig) -> Result<Option<Schedule>, String> {
+    if agent.keep_awake.is_empty() {
+        return Ok(None);
+    }
+    let periods = agent
+        .keep_awake
+        .iter()
+        .map(|period| parse_period(period))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    let zone = agent.timezone.as_deref().unwrap_or("UTC");
+    Schedule::from_periods("keep_awake", zone, &periods, [])
+        .map(Some)
+        .map_err(|error| error.to_string())
+}
+
+/// `[agent] server`, checked: an `http` or `https` URL with a host.
+pub fn server_url(server: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(server)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| format!("server {server:?} is not an http(s) URL"))
+}
+
 /// The monitor `[agent]` describes: thresholds, GPUs, processes and hours that keep the
 /// machine awake.
 fn monitor(loaded: &Loaded, root: &ProcRoot) -> Result<Monitor, Failure> {
@@ -154,16 +179,9 @@ fn monitor(loaded: &Loaded, root: &ProcRoot) -> Result<Monitor, Failure> {
     if let Some(gpu) = gpu {
         monitor = monitor.with_gpu(gpu);
     }
-    if !agent.keep_awake.is_empty() {
-        let periods = agent
-            .keep_awake
-            .iter()
-            .map(|period| parse_period(period))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| config_error(loaded, &format!("keep_awake: {error}")))?;
-        let zone = agent.timezone.as_deref().unwrap_or("UTC");
-        let hours = Schedule::from_periods("keep_awake", zone, &periods, [])
-            .map_err(|error| config_error(loaded, &format!("keep_awake: {error}")))?;
+    if let Some(hours) = keep_awake_hours(agent)
+        .map_err(|why| config_error(loaded, &format!("keep_awake: {why}")))?
+    {
         monitor = monitor.with_probe(Probe::Callback {
             name: "keep-awake hours".to_owned(),
             busy: Arc::new(move || hours.desired_at(Timestamp::now()).desired == Desired::Running),

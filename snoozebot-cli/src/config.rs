@@ -723,6 +723,7 @@ pub fn parse(path: PathBuf, text: String) -> Result<Loaded, ConfigError> {
 /// The checks the schema cannot make, each pointing at the provider it is about.
 fn check(loaded: &Loaded) -> Result<(), ConfigError> {
     crate::schedule::schedules(loaded)?;
+    check_agents(loaded)?;
     let server = &loaded.config.server;
     if server.tls_cert.is_some() != server.tls_key.is_some() {
         return Err(ConfigError(format!(
@@ -790,6 +791,51 @@ fn check(loaded: &Loaded) -> Result<(), ConfigError> {
                 "{}: access_key_id and secret_access_key go together",
                 at()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// `[agent]` and `[agents]`: what the schema cannot say.
+fn check_agents(loaded: &Loaded) -> Result<(), ConfigError> {
+    let at = |section: &str, why: String| {
+        ConfigError(format!("{}: [{section}] {why}", loaded.path.display()))
+    };
+    let agent = &loaded.config.agent;
+    crate::agent::keep_awake_hours(agent)
+        .map_err(|why| at("agent", format!("keep_awake: {why}")))?;
+    if let Some(server) = &agent.server {
+        crate::agent::server_url(server).map_err(|why| at("agent", why))?;
+        if agent.key.is_none() {
+            return Err(at(
+                "agent",
+                "server needs key: this instance's agent key (snoozebot agent key on the server)"
+                    .to_owned(),
+            ));
+        }
+    }
+    for (name, percent) in [
+        ("cpu_percent", agent.cpu_percent),
+        ("memory_percent", agent.memory_percent),
+        ("gpu_percent", agent.gpu_percent),
+    ] {
+        if percent.is_some_and(|percent| !(0.0..=100.0).contains(&percent)) {
+            return Err(at("agent", format!("{name} is a percentage, 0 to 100")));
+        }
+    }
+    if agent.interval.is_some_and(|interval| interval.is_zero()) {
+        return Err(at("agent", "interval is more than 0".to_owned()));
+    }
+    if let Some(agents) = &loaded.config.agents {
+        let heartbeat = agents.heartbeat.unwrap_or(Duration::from_secs(30));
+        if heartbeat < Duration::from_secs(1) {
+            return Err(at("agents", "heartbeat is at least 1s".to_owned()));
+        }
+        if agents.lost_after.is_some_and(|lost| lost <= heartbeat) {
+            return Err(at(
+                "agents",
+                "lost_after is longer than a heartbeat (default three)".to_owned(),
+            ));
         }
     }
     Ok(())

@@ -434,3 +434,38 @@ async fn a_postponed_reporting_agent_keeps_its_instance_and_a_killed_one_is_lost
     );
     assert_eq!(state_of(client, id).await, InstanceStateName::Running);
 }
+
+#[test]
+fn config_check_refuses_agent_mistakes_before_anything_runs() {
+    let base = "[providers.fleet]\nkind = \"mock\"\n\n";
+    for (section, says) in [
+        (
+            "[agent]\nprovider = \"fleet\"\nkeep_awake = [\"Mon-Fri 9-17\"]\n",
+            "[agent] keep_awake",
+        ),
+        (
+            "[agent]\nprovider = \"fleet\"\nkeep_awake = [\"Mon-Fri 09:00-17:00\"]\ntimezone = \"Mars/Olympus\"\n",
+            "[agent] keep_awake",
+        ),
+        (
+            "[agent]\nprovider = \"fleet\"\nserver = \"ftp://snoozebot.internal\"\nkey = \"sba_x\"\n",
+            "is not an http(s) URL",
+        ),
+        (
+            "[agent]\nprovider = \"fleet\"\nserver = \"https://snoozebot.internal\"\n",
+            "server needs key",
+        ),
+        (
+            "[agent]\nprovider = \"fleet\"\ncpu_percent = 250\n",
+            "cpu_percent is a percentage",
+        ),
+        (
+            "[agents]\nsecret = \"s\"\nheartbeat = \"10s\"\nlost_after = \"5s\"\n",
+            "lost_after is longer than a heartbeat",
+        ),
+    ] {
+        let dir = config_dir(&format!("{base}{section}"));
+        let out = support::run(dir.path(), &["config", "check"]);
+        support::expect_failure(&out, 3, says);
+    }
+}

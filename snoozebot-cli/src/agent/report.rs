@@ -55,10 +55,7 @@ impl Reporter {
     /// The reporter of `[agent] server` and `key`.
     pub(super) fn new(loaded: &Loaded, server: &str, provider: &str) -> Result<Self, Failure> {
         let error = |what: String| super::config_error(loaded, &what);
-        let base = reqwest::Url::parse(server)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| error(format!("server {server:?} is not an http(s) URL")))?;
+        let base = super::server_url(server).map_err(error)?;
         let key = loaded
             .config
             .agent
