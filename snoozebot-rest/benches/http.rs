@@ -6,12 +6,13 @@
 //! provider directly. The setups run
 //! in interleaved rounds (ours, bare, ours, bare, …); each reports the median of its rounds'
 //! p50, and the difference is the API's own cost; context switches, write syscalls and CPU time
-//! per call of each setup are printed too (`snoozebot_testkit::ProcessCounters`).
+//! per call of each setup are printed too (`snoozebot_testkit::ProcessCounters`), and
+//! allocations per call (a counting global allocator): counts that timing noise cannot hide.
 //!
 //! ```text
 //! cargo bench -p snoozebot-rest --bench http
 //! ```
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,38 @@ use snoozebot_testkit::MockProvider;
 use tower::ServiceExt;
 
 const CALLS: usize = 20_000;
+
+/// Counts allocations, so that a setup's allocations per call show without timing noise.
+struct Counting;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 fn report(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -132,11 +165,13 @@ fn main() {
         // Per call, summed over the rounds: context switches, writes, CPU µs (the process's
         // threads: client and server alike).
         let mut costs = [(0.0f64, 0.0f64, 0.0f64); 6];
+        let mut allocated = [0.0f64; 6];
         for round in 0..rounds {
             for step in 0..6 {
                 let setup = (step + round) % 6;
                 let mut samples = Vec::with_capacity(per_round);
                 let before = snoozebot_testkit::ProcessCounters::of_self();
+                let allocations_before = allocations();
                 for _ in 0..per_round {
                     let started = Instant::now();
                     match setup {
@@ -167,6 +202,9 @@ fn main() {
                 }
                 let (switches, writes, cpu_us) =
                     before.per(&snoozebot_testkit::ProcessCounters::of_self(), per_round);
+                allocated[setup] += (allocations() - allocations_before) as f64
+                    / per_round as f64
+                    / rounds as f64;
                 let cost = &mut costs[setup];
                 *cost = (cost.0 + switches / rounds as f64, cost.1 + writes / rounds as f64, cost.2 + cpu_us / rounds as f64);
                 samples.sort();
@@ -193,7 +231,7 @@ fn main() {
             managed_socket - bare_socket
         );
         println!("\nper call, the whole process (client and server threads), mean over the rounds:");
-        for (label, (switches, writes, cpu_us)) in [
+        for ((label, (switches, writes, cpu_us)), allocations) in [
             "router, in process",
             "bare, in process",
             "router, loopback",
@@ -203,8 +241,9 @@ fn main() {
         ]
         .into_iter()
         .zip(costs)
+        .zip(allocated)
         {
-            println!("  {label:<30} {switches:>5.2} switches  {writes:>5.2} writes  {cpu_us:>6.1} µs CPU");
+            println!("  {label:<32} {switches:>5.2} switches  {writes:>5.2} writes  {cpu_us:>6.1} µs CPU  {allocations:>6.1} allocations");
         }
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();

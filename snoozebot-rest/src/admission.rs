@@ -75,29 +75,35 @@ impl Admission {
     }
 
     /// The permits `path` needs, or the refusal.
-    fn admit(&self, path: &str) -> Result<Vec<OwnedSemaphorePermit>, String> {
+    fn admit(&self, path: &str) -> Result<Permits, String> {
         // An agent's calls are about its provider's instance: that provider's pools.
         let Some(rest) = path
             .strip_prefix("/api/providers/")
             .or_else(|| path.strip_prefix("/api/agents/"))
         else {
             return try_acquire(&self.control)
-                .map(|permit| vec![permit])
+                .map(|permit| Permits(permit, None))
                 .ok_or_else(|| "too many plugin and document requests at once".to_owned());
         };
         let name = rest.split('/').next().unwrap_or_default();
         let shared = try_acquire(&self.instances)
             .ok_or_else(|| "too many instance requests at once".to_owned())?;
-        let mut permits = vec![shared];
-        if let Some(pool) = self.provider_pool(name) {
-            permits.push(
+        let own = match self.provider_pool(name) {
+            Some(pool) => Some(
                 try_acquire(&pool)
                     .ok_or_else(|| format!("too many requests to provider {name} at once"))?,
-            );
-        }
-        Ok(permits)
+            ),
+            None => None,
+        };
+        Ok(Permits(shared, own))
     }
 }
+
+/// A request's permits, held while it runs: its pool's, and its provider's (no allocation).
+pub(crate) struct Permits(
+    #[allow(dead_code, reason = "held, not read")] OwnedSemaphorePermit,
+    #[allow(dead_code, reason = "held, not read")] Option<OwnedSemaphorePermit>,
+);
 
 fn try_acquire(pool: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     Arc::clone(pool).try_acquire_owned().ok()
