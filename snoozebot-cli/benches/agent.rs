@@ -16,15 +16,6 @@ use std::time::{Duration, Instant};
 
 use snoozebot_testkit::ProcessCounters;
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 struct Agent(Child);
 
 impl Drop for Agent {
@@ -95,7 +86,7 @@ fn main() {
     let watch = Duration::from_secs(seconds);
     println!(
         "snoozebot agent run, self mode, live /proc; {rounds} rounds of {seconds} s per setup, interleaved; load {}",
-        load()
+        snoozebot_testkit::load_average()
     );
     println!(
         "{:<10} {:>8} {:>14} {:>10} {:>10}",
@@ -119,6 +110,6 @@ fn main() {
     }
     println!(
         "targets at 10s: cpu under 0.5 % of one core, RSS under 10 MiB; load now {}",
-        load()
+        snoozebot_testkit::load_average()
     );
 }

@@ -45,12 +45,7 @@ pub fn keys(loaded: &Loaded) -> Result<AgentKeys, Failure> {
 
 /// `snoozebot agent key PROVIDER INSTANCE`.
 pub fn print_key(loaded: &Loaded, provider: &str, instance: &str) -> Result<Outcome, Failure> {
-    if !loaded
-        .config
-        .providers
-        .keys()
-        .any(|name| name.get_ref() == provider)
-    {
+    if !loaded.provider_names().iter().any(|name| name == provider) {
         return Err(Failure::new(
             Outcome::Usage,
             format!(
@@ -90,12 +85,7 @@ pub fn agents(
                 StopOptions::default().with_mode(mode)
             }),
     };
-    let providers = loaded
-        .config
-        .providers
-        .keys()
-        .map(|name| name.get_ref().clone())
-        .collect();
+    let providers = loaded.provider_names();
     let mut agents = Agents::new(store, manager, providers, policy);
     if let Some(schedules) = schedules {
         agents = agents.with_schedules(schedules);

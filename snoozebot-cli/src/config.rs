@@ -632,6 +632,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The configured providers' names, in the file's order of keys (sorted).
+    pub fn provider_names(&self) -> Vec<String> {
+        self.config
+            .providers
+            .keys()
+            .map(|name| name.get_ref().clone())
+            .collect()
+    }
+
     /// The directory relative paths in the file are resolved against.
     pub fn base(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))

@@ -166,12 +166,7 @@ pub fn scheduler(
     if let Some(webhook) = webhook {
         reconciler = reconciler.with_notifier(Arc::new(webhook.clone()));
     }
-    let providers = loaded
-        .config
-        .providers
-        .keys()
-        .map(|name| name.get_ref().clone())
-        .collect();
+    let providers = loaded.provider_names();
     let mut scheduler = snoozebot_schedule::Scheduler::new(
         reconciler,
         schedules,
@@ -376,12 +371,7 @@ async fn prepare(
 > {
     let schedules = Arc::new(schedules(loaded)?);
     let store = open_store(loaded).await?;
-    let configured: Vec<String> = loaded
-        .config
-        .providers
-        .keys()
-        .map(|name| name.get_ref().clone())
-        .collect();
+    let configured = loaded.provider_names();
     for name in &run.providers {
         if !configured.contains(name) {
             return Err(Failure::new(

@@ -45,12 +45,7 @@ pub async fn run(loaded: Loaded) -> Result<Outcome, Failure> {
     let ring = KeyRing::new(keys);
     let manager = crate::providers::manager(&loaded)
         .map_err(|error| Failure::from_error("cannot set up the providers", &error))?;
-    let names: Vec<String> = loaded
-        .config
-        .providers
-        .keys()
-        .map(|name| name.get_ref().clone())
-        .collect();
+    let names = loaded.provider_names();
     let lazy = loaded.config.server.load == LoadAt::Lazy;
     if !lazy {
         for name in &names {

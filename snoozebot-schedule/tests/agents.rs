@@ -13,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use snoozebot_core::{CloudProvider, ErrorKind, InstanceId, InstanceState, PluginManager};
 use snoozebot_schedule::store::{MemoryStore, RunRecord, SqliteStore, Store};
 use snoozebot_schedule::{
-    AgentError, AgentPolicy, AgentState, Agents, Notifier, Overrides, Registration, Report,
-    Schedule, Schedules, parse_period,
+    AgentError, AgentPolicy, AgentRecord, AgentState, Agents, Notifier, Overrides, Registration,
+    Report, Schedule, Schedules, parse_period,
 };
 use snoozebot_testkit::{MockInstance, MockOperation, MockProvider};
 
@@ -162,6 +162,19 @@ fn busy(signal: &str) -> Report {
 }
 
 impl Server {
+    /// Registers `id`'s agent.
+    async fn register(&self, id: &str) -> AgentRecord {
+        self.agents
+            .register("mock", id, registration())
+            .await
+            .unwrap()
+    }
+
+    /// `id`'s agent reports.
+    async fn report(&self, id: &str, report: Report) -> AgentRecord {
+        self.agents.report("mock", id, report).await.unwrap()
+    }
+
     async fn state_of(&self, id: &str) -> InstanceState {
         let id = InstanceId::new(id).unwrap();
         self.mock.get_instance(&id).await.unwrap().state
@@ -185,13 +198,10 @@ impl Server {
 async fn an_idle_machine_is_stopped_after_the_warning_and_the_webhook_hears_first() {
     let server = server(EVENING);
     let agents = &server.agents;
-    let record = agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
+    let record = server.register("mock-build").await;
     assert_eq!(record.state, AgentState::Active);
 
-    let record = agents.report("mock", "mock-build", idle()).await.unwrap();
+    let record = server.report("mock-build", idle()).await;
     assert_eq!(record.state, AgentState::Stopping, "{record:?}");
     let stop_at = record.stop_at.unwrap();
     assert_eq!(
@@ -205,12 +215,12 @@ async fn an_idle_machine_is_stopped_after_the_warning_and_the_webhook_hears_firs
 
     // Within the warning: heartbeats change nothing, sweeps stop nothing.
     server.clock.advance(120);
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.report("mock-build", idle()).await;
     assert_eq!(agents.sweep().await.unwrap().stopped.len(), 0);
     assert_eq!(server.state_of("mock-build").await, InstanceState::Running);
 
     server.clock.advance(181);
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.report("mock-build", idle()).await;
     let sweep = agents.sweep().await.unwrap();
     assert_eq!(sweep.stopped, [("mock".into(), "mock-build".into())]);
     assert_eq!(server.state_of("mock-build").await, InstanceState::Stopped);
@@ -232,10 +242,7 @@ async fn an_idle_machine_is_stopped_after_the_warning_and_the_webhook_hears_firs
     assert_eq!(server.mock.call_count(MockOperation::Stop), 1);
 
     // Started again, it registers again: active.
-    let record = agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
+    let record = server.register("mock-build").await;
     assert_eq!(record.state, AgentState::Active);
 }
 
@@ -243,23 +250,14 @@ async fn an_idle_machine_is_stopped_after_the_warning_and_the_webhook_hears_firs
 async fn activity_during_the_warning_cancels_the_stop() {
     let server = server(EVENING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.register("mock-build").await;
+    server.report("mock-build", idle()).await;
     server.clock.advance(60);
-    let record = agents
-        .report("mock", "mock-build", busy("cpu"))
-        .await
-        .unwrap();
+    let record = server.report("mock-build", busy("cpu")).await;
     assert_eq!(record.state, AgentState::Active);
     assert_eq!(record.stop_at, None);
     server.clock.advance(600);
-    agents
-        .report("mock", "mock-build", busy("cpu"))
-        .await
-        .unwrap();
+    server.report("mock-build", busy("cpu")).await;
     assert!(agents.sweep().await.unwrap().stopped.is_empty());
     assert_eq!(server.state_of("mock-build").await, InstanceState::Running);
     let actions = server.actions().await;
@@ -272,10 +270,7 @@ async fn activity_during_the_warning_cancels_the_stop() {
 async fn a_postpone_keeps_the_machine_until_it_ends() {
     let server = server(EVENING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
+    server.register("mock-build").await;
     let until = server
         .clock
         .now()
@@ -285,29 +280,20 @@ async fn a_postpone_keeps_the_machine_until_it_ends() {
         postponed_until: Some(until),
         ..idle()
     };
-    let record = agents
-        .report("mock", "mock-build", postponed.clone())
-        .await
-        .unwrap();
+    let record = server.report("mock-build", postponed.clone()).await;
     assert_eq!(record.state, AgentState::Idle);
     assert!(record.note.starts_with("postponed until"), "{record:?}");
     // Heartbeats and sweeps during the postpone: kept, said once in the trail.
     for _ in 0..4 {
         server.clock.advance(1700);
-        agents
-            .report("mock", "mock-build", postponed.clone())
-            .await
-            .unwrap();
+        server.report("mock-build", postponed.clone()).await;
         let sweep = agents.sweep().await.unwrap();
         assert!(sweep.stopping.is_empty(), "{sweep:?}");
     }
     assert_eq!(server.actions().await, ["register ok", "keep ok"]);
     // Past its end, the next sweep decides to stop.
     server.clock.advance(600);
-    agents
-        .report("mock", "mock-build", postponed.clone())
-        .await
-        .unwrap();
+    server.report("mock-build", postponed.clone()).await;
     let sweep = agents.sweep().await.unwrap();
     assert_eq!(sweep.stopping, [("mock".into(), "mock-build".into())]);
 
@@ -317,17 +303,15 @@ async fn a_postpone_keeps_the_machine_until_it_ends() {
         .now()
         .checked_add(SignedDuration::from_hours(1))
         .unwrap();
-    let record = agents
+    let record = server
         .report(
-            "mock",
             "mock-build",
             Report {
                 postponed_until: Some(later),
                 ..idle()
             },
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(record.state, AgentState::Idle);
     assert_eq!(
         server.actions().await,
@@ -340,23 +324,17 @@ async fn a_postpone_keeps_the_machine_until_it_ends() {
 async fn a_schedules_on_hours_keep_an_idle_machine_unless_the_policy_says_otherwise() {
     let server = server(MORNING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-office", registration())
-        .await
-        .unwrap();
-    let record = agents.report("mock", "mock-office", idle()).await.unwrap();
+    server.register("mock-office").await;
+    let record = server.report("mock-office", idle()).await;
     assert_eq!(record.state, AgentState::Idle);
     assert_eq!(record.note, "in the on-hours of schedule office");
     // The unscheduled machine is not kept.
-    agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
-    let record = agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.register("mock-build").await;
+    let record = server.report("mock-build", idle()).await;
     assert_eq!(record.state, AgentState::Stopping);
     // At 19:00 the hours end: the sweep decides to stop.
     server.clock.advance(9 * 3600);
-    agents.report("mock", "mock-office", idle()).await.unwrap();
+    server.report("mock-office", idle()).await;
     let sweep = agents.sweep().await.unwrap();
     assert!(
         sweep
@@ -374,16 +352,8 @@ async fn a_schedules_on_hours_keep_an_idle_machine_unless_the_policy_says_otherw
             ..policy()
         },
     );
-    allowed
-        .agents
-        .register("mock", "mock-office", registration())
-        .await
-        .unwrap();
-    let record = allowed
-        .agents
-        .report("mock", "mock-office", idle())
-        .await
-        .unwrap();
+    allowed.register("mock-office").await;
+    let record = allowed.report("mock-office", idle()).await;
     assert_eq!(record.state, AgentState::Stopping);
 }
 
@@ -391,11 +361,8 @@ async fn a_schedules_on_hours_keep_an_idle_machine_unless_the_policy_says_otherw
 async fn a_silent_agent_is_lost_its_pending_stop_cancelled_and_found_when_heard_again() {
     let server = server(EVENING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.register("mock-build").await;
+    server.report("mock-build", idle()).await;
     server.clock.advance(60);
     assert!(agents.sweep().await.unwrap().lost.is_empty());
     server.clock.advance(31);
@@ -409,10 +376,7 @@ async fn a_silent_agent_is_lost_its_pending_stop_cancelled_and_found_when_heard_
     server.clock.advance(600);
     assert!(agents.sweep().await.unwrap().lost.is_empty());
     assert_eq!(server.state_of("mock-build").await, InstanceState::Running);
-    let record = agents
-        .report("mock", "mock-build", busy("disk"))
-        .await
-        .unwrap();
+    let record = server.report("mock-build", busy("disk")).await;
     assert_eq!(record.state, AgentState::Active);
     assert_eq!(
         server.actions().await,
@@ -430,13 +394,10 @@ async fn a_silent_agent_is_lost_its_pending_stop_cancelled_and_found_when_heard_
 async fn a_failed_stop_is_recorded_and_tried_again() {
     let server = server(EVENING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-build", registration())
-        .await
-        .unwrap();
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.register("mock-build").await;
+    server.report("mock-build", idle()).await;
     server.clock.advance(301);
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.report("mock-build", idle()).await;
     server
         .mock
         .fail_next(MockOperation::Stop, 1, ErrorKind::PermissionDenied);
@@ -451,7 +412,7 @@ async fn a_failed_stop_is_recorded_and_tried_again() {
     assert_eq!(record.state, AgentState::Stopping);
     assert!(record.note.starts_with("the stop failed"), "{record:?}");
     server.clock.advance(30);
-    agents.report("mock", "mock-build", idle()).await.unwrap();
+    server.report("mock-build", idle()).await;
     server.clock.advance(31);
     assert_eq!(agents.sweep().await.unwrap().stopped.len(), 1);
     assert_eq!(server.state_of("mock-build").await, InstanceState::Stopped);
@@ -507,14 +468,11 @@ async fn two_replicas_sharing_a_store_stop_a_machine_once() {
             "mock-office"
         };
         mock.set_state(&InstanceId::new(id).unwrap(), InstanceState::Running);
-        one.agents
-            .register("mock", id, registration())
-            .await
-            .unwrap();
-        two.agents.report("mock", id, idle()).await.unwrap();
+        one.register(id).await;
+        two.report(id, idle()).await;
         one.clock.advance(301);
         two.clock.advance(301);
-        one.agents.report("mock", id, idle()).await.unwrap();
+        one.report(id, idle()).await;
         mock.clear_calls();
         let (a, b) = tokio::join!(one.agents.sweep(), two.agents.sweep());
         let stopped = a.unwrap().stopped.len() + b.unwrap().stopped.len();
@@ -533,16 +491,13 @@ async fn the_embedded_stores_swap_agents_records_only_from_the_revision_read() {
 async fn a_kept_machine_is_judged_again_at_most_once_a_minute() {
     let server = server(MORNING);
     let agents = &server.agents;
-    agents
-        .register("mock", "mock-office", registration())
-        .await
-        .unwrap();
-    agents.report("mock", "mock-office", idle()).await.unwrap();
+    server.register("mock-office").await;
+    server.report("mock-office", idle()).await;
     server.mock.clear_calls();
     // Sweeps every few seconds: the provider is asked once a minute, not on each.
     for _ in 0..12 {
         server.clock.advance(5);
-        agents.report("mock", "mock-office", idle()).await.unwrap();
+        server.report("mock-office", idle()).await;
         agents.sweep().await.unwrap();
     }
     assert_eq!(server.mock.call_count(MockOperation::Get), 1);

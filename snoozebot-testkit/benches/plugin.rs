@@ -296,15 +296,6 @@ const SETUPS: [&str; 8] = [
     "ours: 8 concurrent callers, multi-thread",
 ];
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 async fn cold_loads(label: &str, config: PluginConfig) {
     let id = InstanceId::new("mock-0001").unwrap();
     let mut samples = Vec::new();
@@ -360,7 +351,7 @@ fn main() {
         "plugin calls: {rounds} interleaved rounds of {calls} get_instance calls per setup (rotating order), \
          medians across rounds; {} cores; load average before: {}\n",
         std::thread::available_parallelism().map_or(0, usize::from),
-        load_average()
+        snoozebot_testkit::load_average()
     );
 
     let current_thread = tokio::runtime::Builder::new_current_thread()
@@ -470,7 +461,7 @@ fn main() {
          go-plugin's with 8. sw/wr/cpu: context switches / write system calls / CPU µs per call, \
          all threads.)\n\
          load average after: {}\n",
-        load_average()
+        snoozebot_testkit::load_average()
     );
     drop(floor);
 

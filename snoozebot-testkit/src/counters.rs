@@ -1,6 +1,6 @@
 //! What a process has cost so far, read from procfs — context switches and CPU time of all its
 //! threads, write syscalls, resident memory — for benchmarks that measure a process from
-//! outside (a plugin, an agent) or themselves, so a scheduling regression shows even where
+//! outside (a plugin, an agent) or themselves, and the machine's load beside them, so a scheduling regression shows even where
 //! wall-clock times move by 2x between runs. Linux only: elsewhere every counter reads 0.
 
 /// A process's counters at one moment.
@@ -72,6 +72,16 @@ impl ProcessCounters {
             delta(self.cpu_ns, after.cpu_ns) / 1000.0,
         )
     }
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes (`/proc/loadavg`), as printed.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ mod loopback;
 mod mock;
 
 pub use capture::LogCapture;
-pub use counters::ProcessCounters;
+pub use counters::{ProcessCounters, load_average};
 pub use mock::{
     MOCK_ID_PREFIX, MockCall, MockInstance, MockOperation, MockProvider, MockProviderBuilder,
 };
