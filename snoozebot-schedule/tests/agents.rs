@@ -4,8 +4,6 @@
 //! every decision is in the trail and the webhook hears of each stop before it is made.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -479,12 +477,6 @@ async fn two_replicas_sharing_a_store_stop_a_machine_once() {
         assert_eq!(stopped, 1, "round {round}");
         assert_eq!(mock.call_count(MockOperation::Stop), 1, "round {round}");
     }
-}
-
-#[tokio::test]
-async fn the_embedded_stores_swap_agents_records_only_from_the_revision_read() {
-    support::agent_store::swaps(&MemoryStore::default()).await;
-    support::agent_store::swaps(&SqliteStore::in_memory().unwrap()).await;
 }
 
 #[tokio::test]

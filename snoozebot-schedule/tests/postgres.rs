@@ -1,17 +1,15 @@
-//! The store in a real PostgreSQL (Debian's server, started by the test): the trail, the
-//! memory, migrations once, and one leader at a time.
+//! The store in a real PostgreSQL (Debian's server, started by the test): every store's checks
+//! (`support::stores`) across two replicas, migrations once, a lost connection, a big run.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use std::time::Duration;
-
 use snoozebot_core::InstanceId;
 use snoozebot_schedule::PostgresStore;
 use snoozebot_schedule::Remembered;
-use snoozebot_schedule::jiff::Timestamp;
 use snoozebot_schedule::store::{AuditEvent, RunRecord, Store};
 use support::postgres::Postgres;
+use support::stores;
 
 fn event(instance: &str, outcome: &str) -> AuditEvent {
     AuditEvent {
@@ -28,75 +26,23 @@ fn event(instance: &str, outcome: &str) -> AuditEvent {
 }
 
 #[tokio::test]
-async fn postgres_keeps_the_trail_and_the_memory_and_elects_one_leader() {
+async fn postgres_passes_every_stores_checks_across_two_replicas() {
     let postgres = Postgres::start();
     let store = PostgresStore::open(&postgres.url).await.unwrap();
-    // A second replica opening the same database migrates nothing again.
+    // A second replica opening the same database migrates nothing again, and sees what the
+    // first one wrote.
     let other = PostgresStore::open(&postgres.url).await.unwrap();
-    let id = InstanceId::new("i-0123456789abcdef0").unwrap();
-    let remembered = Remembered {
-        transition: Some("2026-12-01T19:00:00Z".parse().unwrap()),
-        retained: true,
-        kept: false,
-    };
-    store
-        .commit(&RunRecord {
-            id: "replica-a-1".into(),
-            events: vec![event("i-1", "ok"), event("i-2", "failed")],
-            remember: vec![("aws".into(), id.clone(), remembered)],
-        })
-        .await
-        .unwrap();
-    assert_eq!(other.remembered("aws").await.unwrap()[&id], remembered);
-    let history = other.history(10).await.unwrap();
-    assert_eq!(history.len(), 2);
-    assert_eq!(history[0], event("i-2", "failed"));
-
-    let at = |text: &str| -> Timestamp { text.parse().unwrap() };
-    let ttl = Duration::from_secs(30);
-    assert!(
-        store
-            .try_lead("a", at("2026-12-01T19:00:00Z"), ttl)
-            .await
-            .unwrap()
+    stores::round_trip(&store).await;
+    assert_eq!(
+        other.history(10).await.unwrap(),
+        store.history(10).await.unwrap()
     );
-    assert!(
-        !other
-            .try_lead("b", at("2026-12-01T19:00:10Z"), ttl)
-            .await
-            .unwrap()
+    assert_eq!(
+        other.remembered("mock").await.unwrap(),
+        store.remembered("mock").await.unwrap()
     );
-    assert!(
-        store
-            .try_lead("a", at("2026-12-01T19:00:20Z"), ttl)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !other
-            .try_lead("b", at("2026-12-01T19:00:45Z"), ttl)
-            .await
-            .unwrap()
-    );
-    assert!(
-        other
-            .try_lead("b", at("2026-12-01T19:00:51Z"), ttl)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .try_lead("a", at("2026-12-01T19:00:52Z"), ttl)
-            .await
-            .unwrap()
-    );
-}
-
-#[tokio::test]
-async fn postgres_swaps_agents_records_only_from_the_revision_read() {
-    let postgres = Postgres::start();
-    let store = PostgresStore::open(&postgres.url).await.unwrap();
-    support::agent_store::swaps(&store).await;
+    stores::lease(&store, &other).await;
+    stores::swaps(&store).await;
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
 //! What the schedule crate's tests share.
 #![allow(dead_code, clippy::unwrap_used)]
-pub mod agent_store;
 pub mod postgres;
+pub mod stores;
