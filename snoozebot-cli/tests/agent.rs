@@ -76,13 +76,7 @@ fn terminal(dir: &Path) -> std::path::PathBuf {
 fn config(moto: &moto::Moto, imds: &FakeImds) -> String {
     format!(
         r#"
-[providers.aws]
-kind = "aws"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access_key_id = "testing"
-secret_access_key = "testing"
-
+{aws}
 [agent]
 provider = "aws"
 metadata = "{metadata}"
@@ -93,7 +87,7 @@ grace = "0s"
 warning = "500ms"
 postpone_file = "postpone"
 "#,
-        endpoint = moto.endpoint,
+        aws = support::aws_on(&moto.endpoint),
         metadata = imds.endpoint(),
     )
 }
@@ -259,20 +253,14 @@ async fn central(moto: &moto::Moto, client: &aws_sdk_ec2::Client) -> Central {
 listen = "127.0.0.1:0"
 keys_file = "keys"
 
-[providers.aws]
-kind = "aws"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access_key_id = "testing"
-secret_access_key = "testing"
-
+{aws}
 [agents]
 secret = {{ file = "agent-secret" }}
 heartbeat = "1s"
 lost_after = "3s"
 warning = "1s"
 "#,
-        endpoint = moto.endpoint,
+        aws = support::aws_on(&moto.endpoint),
     ));
     std::fs::write(
         server_dir.path().join("agent-secret"),

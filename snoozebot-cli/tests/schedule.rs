@@ -67,13 +67,7 @@ async fn two_schedules_and_custodian_tags_are_planned_applied_and_planned_again_
 
     let dir = config_dir(&format!(
         r#"
-[providers.aws]
-kind = "aws"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access_key_id = "testing"
-secret_access_key = "testing"
-
+{aws}
 [schedules.office]
 timezone = "Europe/Berlin"
 periods = ["Mon-Fri 08:00-19:00"]
@@ -89,7 +83,7 @@ store = "state/schedule.db"
 [scheduler.custodian]
 default_tz = "utc"
 "#,
-        endpoint = moto.endpoint,
+        aws = support::aws_on(&moto.endpoint),
     ));
     std::fs::create_dir(dir.path().join("state")).unwrap();
     let out = run(dir.path(), &["config", "check"]);
@@ -290,20 +284,14 @@ async fn serve_applies_the_schedules_on_its_ticks_and_shows_the_history_over_res
 listen = "127.0.0.1:0"
 keys_file = "keys"
 
-[providers.aws]
-kind = "aws"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access_key_id = "testing"
-secret_access_key = "testing"
-
+{aws}
 [schedules.office]
 periods = ["{period}"]
 
 [scheduler]
 interval = "1s"
 "#,
-        endpoint = moto.endpoint,
+        aws = support::aws_on(&moto.endpoint),
         period = a_period_away_from_now(),
     ));
     let reader = support::add_key(dir.path(), "reader");
@@ -447,13 +435,7 @@ async fn two_servers_on_one_postgres_elect_one_reconciler_and_hand_over_when_it_
 listen = "127.0.0.1:0"
 keys_file = "keys"
 
-[providers.aws]
-kind = "aws"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access_key_id = "testing"
-secret_access_key = "testing"
-
+{aws}
 [schedules.office]
 periods = ["{period}"]
 enforced = true
@@ -463,7 +445,7 @@ store = "{store}"
 interval = "1s"
 lease = "3s"
 "#,
-        endpoint = moto.endpoint,
+        aws = support::aws_on(&moto.endpoint),
         period = a_period_away_from_now(),
         store = postgres.url,
     ));

@@ -120,6 +120,14 @@ impl Drop for Server {
     }
 }
 
+/// The `[providers.aws]` table of a provider on the EC2 emulator at `endpoint` (moto).
+pub fn aws_on(endpoint: &str) -> String {
+    format!(
+        "[providers.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
+         access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n"
+    )
+}
+
 /// Writes a keys file with a key of `role`; returns the key.
 pub fn add_key(dir: &Path, role: &str) -> String {
     let out = snoozebot()
