@@ -32,9 +32,16 @@ fn postpone_file(loaded: &Loaded) -> PathBuf {
 }
 
 /// Until when stopping is postponed (the file holds seconds since the epoch); a postpone
-/// that has ended is none.
+/// that has ended, or a file that does not read as one (garbage, too long), is none.
 fn postponed_until(path: &Path) -> Option<SystemTime> {
-    let text = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    // A number of seconds: 32 bytes is plenty; anything else is no postpone.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(32)
+        .read_to_string(&mut text)
+        .ok()?;
     let seconds: u64 = text.trim().parse().ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
         .filter(|until| *until > SystemTime::now())
@@ -345,4 +352,30 @@ async fn stop_itself(
 /// The delays between attempts to reach the server: 1 s doubling to a minute.
 fn reconnect_backoff() -> Backoff {
     Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postpone_file_is_seconds_and_anything_else_is_no_postpone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postpone");
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let seconds = later
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(&path, format!("{seconds}\n")).unwrap();
+        assert!(postponed_until(&path).is_some());
+        for garbage in ["", "soon", "-5", "12 34", "1700000000"] {
+            std::fs::write(&path, garbage).unwrap();
+            assert_eq!(postponed_until(&path), None, "{garbage:?}");
+        }
+        // Too long to be a number of seconds: cut at 32 bytes, not read whole.
+        std::fs::write(&path, "9".repeat(10 * 1024 * 1024)).unwrap();
+        assert_eq!(postponed_until(&path), None);
+        assert_eq!(postponed_until(&dir.path().join("none")), None);
+    }
 }

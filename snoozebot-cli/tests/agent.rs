@@ -120,6 +120,13 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
     let client = seeding.client().await.unwrap();
     let (id, _imds, dir) = machine(&moto, client).await;
     let terminal = terminal(dir.path());
+    let (hook, posted) = support::webhook_receiver(2).await;
+    let config = std::fs::read_to_string(dir.path().join("snoozebot.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("snoozebot.toml"),
+        format!("{config}\n[agent.webhook]\nurl = \"{hook}\"\n"),
+    )
+    .unwrap();
     let child = support::snoozebot()
         .current_dir(dir.path())
         .args(["agent", "run"])
@@ -159,6 +166,29 @@ async fn an_idle_instance_stops_itself_through_its_provider_after_the_warning() 
             && heard.contains(&format!("stopping {id} in 500ms"))
             && heard.contains("snoozebot agent postpone 2h"),
         "{heard}"
+    );
+    // The webhook heard the stop announced, then made.
+    let posted = tokio::time::timeout(Duration::from_secs(10), posted)
+        .await
+        .expect("the webhook was not posted to twice")
+        .unwrap();
+    let actions: Vec<(String, String)> = posted
+        .iter()
+        .map(|body| {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            let event = &body["events"][0];
+            (
+                event["action"].as_str().unwrap().to_owned(),
+                event["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("stop pending".to_owned(), "ok".to_owned()),
+            ("stop".to_owned(), "ok".to_owned())
+        ]
     );
 }
 
@@ -456,4 +486,34 @@ fn config_check_refuses_agent_mistakes_before_anything_runs() {
         let out = support::run(dir.path(), &["config", "check"]);
         support::expect_failure(&out, 3, says);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_key_the_server_refuses_exits_3_with_the_servers_reason() {
+    let moto = moto::Moto::start();
+    let seeding = moto.provider().await;
+    let client = seeding.client().await.unwrap();
+    let central = central(&moto, client).await;
+    // Another instance's key.
+    let other = support::run(
+        central._server_dir.path(),
+        &["agent", "key", "aws", "i-0fffffffffffffff0"],
+    );
+    std::fs::write(central.machine.path().join("agent-key"), &other.stdout).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking({
+            let dir = central.machine.path().to_owned();
+            move || support::run(&dir, &["agent", "run"])
+        }),
+    )
+    .await
+    .expect("the refused agent did not exit within 60 s")
+    .unwrap();
+    support::expect_failure(&out, 3, "the server refused this agent");
+    assert!(
+        text(&out.stderr).contains("not the agent key of aws/"),
+        "{}",
+        text(&out.stderr)
+    );
 }

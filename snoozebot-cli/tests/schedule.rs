@@ -501,38 +501,7 @@ lease = "3s"
 /// the environment, as a secret would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_apply_posts_its_run_to_the_webhook_before_it_exits() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let received = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 4096];
-        // Read the head, then the body its length says.
-        loop {
-            let read = stream.read(&mut buffer).await.unwrap();
-            assert!(read > 0, "the connection closed early");
-            request.extend_from_slice(&buffer[..read]);
-            let text = String::from_utf8_lossy(&request).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| {
-                        line.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|n| n.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .await
-                        .unwrap();
-                    return body.to_owned();
-                }
-            }
-        }
-    });
+    let (url, received) = support::webhook_receiver(1).await;
     let dir = config_dir(
         r#"
 [providers.fleet]
@@ -557,7 +526,7 @@ format = "slack"
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let body: Value = serde_json::from_str(&received.await.unwrap()).unwrap();
+    let body: Value = serde_json::from_str(&received.await.unwrap()[0]).unwrap();
     let message = body["text"].as_str().unwrap();
     assert!(message.starts_with("snoozebot: 1 action"), "{message}");
     assert!(

@@ -155,3 +155,46 @@ pub fn binaries() -> PathBuf {
         .unwrap()
         .to_owned()
 }
+
+/// A webhook receiver on 127.0.0.1: its URL, and the bodies of the first `posts` posts (each
+/// answered `200` and its connection closed).
+pub async fn webhook_receiver(posts: usize) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        while bodies.len() < posts {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the head, then the body its length says.
+            loop {
+                let read = stream.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the connection closed early");
+                request.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| {
+                            line.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|n| n.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await
+                            .unwrap();
+                        bodies.push(body.to_owned());
+                        break;
+                    }
+                }
+            }
+        }
+        bodies
+    });
+    (url, received)
+}
