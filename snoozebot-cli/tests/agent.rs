@@ -270,7 +270,7 @@ struct Central {
     _imds: FakeImds,
     /// The agent's machine: its config, `/proc` and terminals.
     machine: tempfile::TempDir,
-    _server_dir: tempfile::TempDir,
+    server_dir: tempfile::TempDir,
 }
 
 /// A central `snoozebot serve` with the AWS provider on moto and `[agents]`, and the agent's
@@ -318,7 +318,7 @@ warning = "1s"
         id,
         _imds: imds,
         machine: machine_dir,
-        _server_dir: server_dir,
+        server_dir: server_dir,
     }
 }
 
@@ -496,7 +496,7 @@ async fn an_agent_whose_key_the_server_refuses_exits_3_with_the_servers_reason()
     let central = central(&moto, client).await;
     // Another instance's key.
     let other = support::run(
-        central._server_dir.path(),
+        central.server_dir.path(),
         &["agent", "key", "aws", "i-0fffffffffffffff0"],
     );
     std::fs::write(central.machine.path().join("agent-key"), &other.stdout).unwrap();
