@@ -318,7 +318,7 @@ warning = "1s"
         id,
         _imds: imds,
         machine: machine_dir,
-        server_dir: server_dir,
+        server_dir,
     }
 }
 
