@@ -464,6 +464,9 @@ fn main() {
         snoozebot_testkit::load_average()
     );
     drop(floor);
+    // Asked to exit, the plugins end as their `main` returns (so a profiler sees them finish).
+    current_thread.block_on(on_current.shutdown());
+    multi_thread.block_on(on_multi.shutdown());
 
     let tls = PluginConfig::default();
     current_thread.block_on(async {

@@ -131,15 +131,14 @@ where
     ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.socket.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|socket| socket.get_ref().read(unfilled)) {
+            let room = buf.remaining();
+            match guard.try_io(|socket| read_into(socket.get_ref().as_raw_fd(), buf)) {
                 Ok(Ok(read)) => {
                     // A short read drained the socket (as tokio assumes for its own streams):
                     // wait for the next readiness instead of reading into EAGAIN first.
-                    if read > 0 && read < unfilled.len() {
+                    if read > 0 && read < room {
                         guard.clear_ready();
                     }
-                    buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -149,6 +148,26 @@ where
             }
         }
     }
+}
+
+/// Reads from `fd` into the unfilled part of `buf` and advances it by what was read.
+///
+/// The kernel writes into the buffer's uninitialised memory directly, as tokio's own sockets
+/// do: h2 reads into fresh capacity each time, and zeroing it first (`initialize_unfilled`)
+/// cost about 4,000 instructions a read, a twentieth of a plugin call (callgrind).
+#[allow(unsafe_code)]
+fn read_into(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+    // SAFETY: nothing here reads the unfilled memory; only the kernel writes to it.
+    let unfilled = unsafe { buf.unfilled_mut() };
+    // SAFETY: the pointer and length are those of `unfilled`, which outlives the call; the
+    // kernel writes at most that many bytes.
+    let read = unsafe { libc::read(fd, unfilled.as_mut_ptr().cast(), unfilled.len()) };
+    // A negative count is an error, in `errno` until the next call.
+    let read = usize::try_from(read).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel initialised the first `read` bytes of `unfilled`.
+    unsafe { buf.assume_init(read) };
+    buf.advance(read);
+    Ok(read)
 }
 
 impl<S> AsyncWrite for ReadableOnly<S>
