@@ -5,6 +5,8 @@
 //! CPU time of the host and of the plugin (`/proc/PID/task/*/status`, `/proc/PID/io`,
 //! `/proc/PID/task/*/schedstat`), so a scheduling regression shows even on a noisy machine.
 //! `SNOOZEBOT_BENCH_SETUPS=3` runs only the listed setups (for profiling one).
+//! `SNOOZEBOT_BENCH_BASELINE_PLUGIN=PATH` adds two setups calling another build of the mock
+//! plugin (say, of the commit before a change) from the same host, interleaved with the rest.
 //!
 //! ```text
 //! cargo bench -p snoozebot-testkit --features plugin --bench plugin
@@ -285,7 +287,7 @@ async fn concurrent(client: &Arc<PluginClient>, calls: usize) -> Round {
     round
 }
 
-const SETUPS: [&str; 8] = [
+const SETUPS: [&str; 10] = [
     "floor: raw 64-byte unix ping-pong, blocking std",
     "go-plugin 1.0.1: Go host + Go plugin",
     "ours: current-thread caller",
@@ -294,7 +296,11 @@ const SETUPS: [&str; 8] = [
     "go-plugin: 8 concurrent callers",
     "ours: 8 concurrent callers, current-thread",
     "ours: 8 concurrent callers, multi-thread",
+    "baseline plugin: current-thread caller",
+    "baseline plugin: 8 concurrent callers, current-thread",
 ];
+/// The setups that need `SNOOZEBOT_BENCH_BASELINE_PLUGIN`.
+const BASELINE_SETUPS: [usize; 2] = [8, 9];
 
 async fn cold_loads(label: &str, config: PluginConfig) {
     let id = InstanceId::new("mock-0001").unwrap();
@@ -374,6 +380,17 @@ fn main() {
             .block_on(PluginClient::launch("mock", mock_plugin(), plain.clone()))
             .unwrap(),
     );
+    let baseline = std::env::var_os("SNOOZEBOT_BENCH_BASELINE_PLUGIN").map(|path| {
+        Arc::new(
+            current_thread
+                .block_on(PluginClient::launch(
+                    "mock",
+                    Path::new(&path),
+                    plain.clone(),
+                ))
+                .unwrap(),
+        )
+    });
     let mut floor = Floor::start();
     // For profiling one setup: SNOOZEBOT_BENCH_SETUPS=3 (indices into the table, comma-separated).
     let only: Option<Vec<usize>> = std::env::var("SNOOZEBOT_BENCH_SETUPS").ok().map(|list| {
@@ -386,7 +403,9 @@ fn main() {
     for round in 0..rounds {
         for step in 0..SETUPS.len() {
             let setup = (step + round) % SETUPS.len();
-            if !only.as_ref().is_none_or(|only| only.contains(&setup)) {
+            if !only.as_ref().is_none_or(|only| only.contains(&setup))
+                || (baseline.is_none() && BASELINE_SETUPS.contains(&setup))
+            {
                 continue;
             }
             let measured = match setup {
@@ -404,7 +423,9 @@ fn main() {
                 }
                 5 => go_round(calls, CONCURRENT_CALLERS),
                 6 => current_thread.block_on(concurrent(&on_current, calls)),
-                _ => multi_thread.block_on(concurrent(&on_multi, calls)),
+                7 => multi_thread.block_on(concurrent(&on_multi, calls)),
+                8 => current_thread.block_on(sequential(baseline.as_ref().unwrap(), calls)),
+                _ => current_thread.block_on(concurrent(baseline.as_ref().unwrap(), calls)),
             };
             results[setup].push(measured);
         }
@@ -429,7 +450,10 @@ fn main() {
             |f: &dyn Fn(&Round) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
         let p50 = pick(&|r| r.p50_us);
         let calls_per_s = pick(&|r| r.calls_per_s);
-        let relative = if setup == 5 || setup >= 6 {
+        if rounds.is_empty() {
+            continue;
+        }
+        let relative = if setup == 5 || setup == 6 || setup == 7 || setup == 9 {
             format!("{:>6} {:>6.2}", "", calls_per_s / go_concurrent)
         } else {
             format!("{:>6.2} {:>6.2}", p50 / floor_p50, p50 / go_p50)
@@ -467,6 +491,9 @@ fn main() {
     // Asked to exit, the plugins end as their `main` returns (so a profiler sees them finish).
     current_thread.block_on(on_current.shutdown());
     multi_thread.block_on(on_multi.shutdown());
+    if let Some(baseline) = &baseline {
+        current_thread.block_on(baseline.shutdown());
+    }
 
     let tls = PluginConfig::default();
     current_thread.block_on(async {

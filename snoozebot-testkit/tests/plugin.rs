@@ -166,3 +166,75 @@ async fn many_concurrent_callers_on_both_runtimes_all_get_answers() {
     .expect("a call never got its answer");
     client.shutdown().await;
 }
+
+/// Whatever else connects to the plugin's socket — garbage instead of HTTP/2, a flood of it,
+/// a connection that says nothing, an HTTP/2 preface followed by a header block larger than
+/// the plugin takes — is dropped or ignored, and the host's calls go on being answered.
+#[tokio::test]
+async fn hostile_connections_to_the_plugin_are_dropped_and_the_host_is_still_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let config = PluginConfig::default().with_auto_mtls(false);
+    let client = PluginClient::launch("mock", mock_plugin(), config)
+        .await
+        .unwrap();
+    let Some(PluginAddress::Unix(socket)) = client.address() else {
+        panic!("expected a unix socket, got {:?}", client.address());
+    };
+    let id = InstanceId::new("mock-0001").unwrap();
+    let connect = || tokio::net::UnixStream::connect(&socket);
+
+    // Held open without a byte: must not hold anything up.
+    let _silent = connect().await.unwrap();
+
+    // Not HTTP/2, then a flood of it: the plugin hangs up.
+    let garbage: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: plugin\r\n\r\n",
+        &[0xff; 64],
+        &vec![0x00; 8 * 1024 * 1024],
+    ];
+    for bytes in garbage {
+        let mut stream = connect().await.unwrap();
+        // The plugin may hang up before all of a flood is written.
+        let _ = stream.write_all(bytes).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the plugin kept a garbage connection open");
+        assert!(
+            read.is_err() || answer.len() < 1024,
+            "{} bytes",
+            answer.len()
+        );
+        client.get_instance(&id).await.unwrap();
+    }
+
+    // A valid preface and SETTINGS, then a header block of 64 KiB (the plugin takes 16 KiB).
+    let mut stream = connect().await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let block = vec![0x40; 64 * 1024];
+    // A HEADERS frame (type 1) of 16 KiB on stream 1 without END_HEADERS, then CONTINUATIONs.
+    let mut frames = Vec::new();
+    for (index, chunk) in block.chunks(16 * 1024).enumerate() {
+        let length = chunk.len() as u32;
+        let kind = if index == 0 { 1 } else { 9 };
+        let last = index == block.len() / (16 * 1024) - 1;
+        frames.extend_from_slice(&length.to_be_bytes()[1..]);
+        frames.extend_from_slice(&[kind, if last { 4 } else { 0 }, 0, 0, 0, 1]);
+        frames.extend_from_slice(chunk);
+    }
+    let _ = stream.write_all(&frames).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the plugin kept an oversized header block's connection open");
+    client.get_instance(&id).await.unwrap();
+    client.shutdown().await;
+}

@@ -5,10 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::task::{ArcWake, AtomicWaker};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use snoozebot_core::Result;
@@ -17,7 +16,8 @@ use tokio::net::{TcpStream, UnixStream};
 use super::plugin_error;
 use crate::PluginAddress;
 use crate::wire::{
-    Handshake, Io, LaunchIdentity, TLS_SERVER_NAME, readable_only_tcp, readable_only_unix,
+    Handshake, Io, LaunchIdentity, PollLoop, RecvBody, TLS_SERVER_NAME, readable_only_tcp,
+    readable_only_unix,
 };
 
 /// One HTTP/2 connection to the plugin, used directly as the clients' transport, on the `h2`
@@ -52,41 +52,15 @@ type H2Connection = h2::client::Connection<Box<dyn Io>, Bytes>;
 
 /// Who polls the h2 connection: its task, and callers flushing what they queued.
 ///
-/// Every poll uses the same waker, [`DriverWaker`], so whatever h2 or the socket wakes reaches
-/// the task — except while a caller is polling, when a wake only marks that the poll must be
-/// repeated, which the caller then does itself.
+/// Every poll uses the same waker, the [`PollLoop`]'s, so whatever h2 or the socket wakes
+/// reaches the task — except while a caller is polling, when a wake only marks that the poll
+/// must be repeated, which the caller then does itself.
 struct Driver {
     connection: Mutex<Option<H2Connection>>,
-    waker: Arc<DriverWaker>,
-    /// `waker` as a [`Waker`], made once.
-    shared_waker: Waker,
+    poll_loop: PollLoop,
     /// Set when the connection has ended (the plugin died, or closed it).
     closed: AtomicBool,
     plugin: String,
-}
-
-struct DriverWaker {
-    /// The connection task's waker.
-    task: AtomicWaker,
-    /// A caller is polling: wakes are recorded in `missed`, not sent to the task.
-    caller_polling: AtomicBool,
-    missed: AtomicBool,
-}
-
-impl ArcWake for DriverWaker {
-    fn wake_by_ref(this: &Arc<Self>) {
-        if this.caller_polling.load(Ordering::SeqCst) {
-            this.missed.store(true, Ordering::SeqCst);
-            // The caller may have stopped polling before it saw `missed`: whoever takes the
-            // flag back wakes the task.
-            if this.caller_polling.load(Ordering::SeqCst)
-                || !this.missed.swap(false, Ordering::SeqCst)
-            {
-                return;
-            }
-        }
-        this.task.wake();
-    }
 }
 
 impl Driver {
@@ -95,7 +69,7 @@ impl Driver {
         let Some(running) = connection.as_mut() else {
             return true;
         };
-        match Pin::new(running).poll(&mut Context::from_waker(&self.shared_waker)) {
+        match Pin::new(running).poll(&mut Context::from_waker(self.poll_loop.waker())) {
             Poll::Pending => false,
             Poll::Ready(result) => {
                 if let Err(error) = result {
@@ -117,25 +91,21 @@ impl Driver {
         let Ok(mut connection) = self.connection.try_lock() else {
             return queue();
         };
-        self.waker.caller_polling.store(true, Ordering::SeqCst);
-        let queued = queue();
-        for _ in 0..CALLER_POLLS {
-            self.waker.missed.store(false, Ordering::SeqCst);
-            if self.poll_connection(&mut connection) || !self.waker.missed.load(Ordering::SeqCst) {
-                break;
+        self.poll_loop.absorbing(|wakes| {
+            let queued = queue();
+            for _ in 0..CALLER_POLLS {
+                wakes.take();
+                if self.poll_connection(&mut connection) || !wakes.take() {
+                    break;
+                }
             }
-        }
-        self.waker.caller_polling.store(false, Ordering::SeqCst);
-        drop(connection);
-        if self.waker.missed.swap(false, Ordering::SeqCst) {
-            self.waker.task.wake();
-        }
-        queued
+            queued
+        })
     }
 
     /// The connection's task: polls whenever woken, until the connection ends.
     fn poll_task(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.waker.task.register(cx.waker());
+        self.poll_loop.register(cx.waker());
         let mut connection = self
             .connection
             .lock()
@@ -185,8 +155,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
             })?;
             let response = response.await?;
             Ok(response.map(|recv| ResponseBody {
-                recv: Some(recv),
-                data_done: false,
+                recv: Some(RecvBody::new(recv)),
                 driver,
             }))
         })
@@ -196,8 +165,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Connection {
 /// A response's body: its DATA frames, then its trailers (where gRPC puts the status).
 pub(super) struct ResponseBody {
     /// `None` only while dropping.
-    recv: Option<h2::RecvStream>,
-    data_done: bool,
+    recv: Option<RecvBody>,
     driver: Arc<Driver>,
 }
 
@@ -218,30 +186,14 @@ impl http_body::Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, h2::Error>>> {
-        let body = &mut *self;
-        let Some(recv) = body.recv.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if !body.data_done {
-            match ready!(recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Read: the plugin may send as much again.
-                    let _ = recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => body.data_done = true,
-            }
-        }
-        match ready!(recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(error) => Poll::Ready(Some(Err(error))),
+        match self.recv.as_mut() {
+            Some(recv) => Pin::new(recv).poll_frame(cx),
+            None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.recv.as_ref().is_none_or(h2::RecvStream::is_end_stream)
+        self.recv.as_ref().is_none_or(RecvBody::is_end_stream)
     }
 }
 
@@ -319,15 +271,9 @@ pub(super) async fn connect(
         .handshake::<_, Bytes>(stream)
         .await
         .map_err(|error| plugin_error(name, format!("HTTP/2 handshake failed: {error}")))?;
-    let waker = Arc::new(DriverWaker {
-        task: AtomicWaker::new(),
-        caller_polling: AtomicBool::new(false),
-        missed: AtomicBool::new(false),
-    });
     let driver = Arc::new(Driver {
         connection: Mutex::new(Some(connection)),
-        shared_waker: futures_util::task::waker(Arc::clone(&waker)),
-        waker,
+        poll_loop: PollLoop::new(),
         closed: AtomicBool::new(false),
         plugin: name.to_owned(),
     });

@@ -1,20 +1,17 @@
 //! The plugin side: [`serve`] turns any [`CloudProvider`] into a plugin executable.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
 
 mod hclog;
+mod http2;
 
 use crate::MAX_MESSAGE_SIZE;
 use crate::proto::go_plugin::{
@@ -166,8 +163,7 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    let router = tonic::transport::Server::builder()
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(grpc_controller_server::GrpcControllerServer::new(
             Controller {
                 shutdown: shutdown_tx.clone(),
@@ -183,8 +179,14 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot
             cloud_provider_server::CloudProviderServer::new(ProviderService { provider })
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
-        );
-    let server = tokio::spawn(router.serve_with_incoming(incoming));
+        )
+        .prepare();
+    let server = tokio::spawn(async move {
+        let mut incoming = incoming;
+        while let Some(connection) = incoming.recv().await {
+            tokio::spawn(http2::serve_connection(connection, routes.clone()));
+        }
+    });
     tracing::debug!(app_version, tls = acceptor_used, "plugin serving");
 
     let handshake = Handshake {
@@ -199,11 +201,8 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot
     // can wait forever on a host that waits for us to close first.
     tokio::select! {
         _ = shutdown_rx.wait_for(|stop| *stop) => {}
-        result = server => {
-            if let Ok(Err(error)) = result {
-                return Err(Error::new(ErrorKind::Plugin, format!("gRPC server failed: {error}")));
-            }
-        }
+        // Ends only when accepting does, at shutdown.
+        _ = server => {}
         // The host's parent-death signal is SIGTERM: a dead host cannot remove what it made
         // for us, and a living one does not mind.
         () = terminate_signal() => remove_orphaned_private_tmp(),
@@ -407,62 +406,13 @@ impl Drop for SocketDir {
     }
 }
 
-/// Any accepted connection, plain or TLS, as one type tonic can serve.
-struct Accepted(Box<dyn Io>);
-
-impl Connected for Accepted {
-    type ConnectInfo = ();
-
-    fn connect_info(&self) -> Self::ConnectInfo {}
-}
-
-impl AsyncRead for Accepted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Accepted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-}
-
 /// Accepts connections; TLS handshakes run in tasks of their own, so a slow or hostile
 /// client cannot hold up the others.
 fn accept_loop(
     listener: Listener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
-) -> ReceiverStream<std::io::Result<Accepted>> {
+) -> mpsc::Receiver<Box<dyn Io>> {
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
         loop {
@@ -478,7 +428,7 @@ fn accept_loop(
             };
             match &tls {
                 None => {
-                    if sender.send(Ok(Accepted(stream))).await.is_err() {
+                    if sender.send(stream).await.is_err() {
                         return;
                     }
                 }
@@ -491,7 +441,7 @@ fn accept_loop(
                                 .await;
                         match handshake {
                             Ok(Ok(tls_stream)) => {
-                                let _ = sender.send(Ok(Accepted(Box::new(tls_stream)))).await;
+                                let _ = sender.send(Box::new(tls_stream)).await;
                             }
                             Ok(Err(error)) => {
                                 tracing::warn!(%error, "TLS handshake with the host failed")
@@ -503,7 +453,7 @@ fn accept_loop(
             }
         }
     });
-    ReceiverStream::new(receiver)
+    receiver
 }
 
 /// `plugin.GRPCController`: the host asks the plugin to exit.
