@@ -5,6 +5,8 @@
 //! CPU time of the host and of the plugin (`/proc/PID/task/*/status`, `/proc/PID/io`,
 //! `/proc/PID/task/*/schedstat`), so a scheduling regression shows even on a noisy machine.
 //! `SNOOZEBOT_BENCH_SETUPS=3` runs only the listed setups (for profiling one).
+//! `SNOOZEBOT_BENCH_COLD=0` skips the cold loads and the RSS (`scripts/bench
+//! plugin-instructions` counts instructions per call under callgrind that way).
 //! `SNOOZEBOT_BENCH_BASELINE_PLUGIN=PATH` adds two setups calling another build of the mock
 //! plugin (say, of the commit before a change) from the same host, interleaved with the rest.
 //!
@@ -495,6 +497,9 @@ fn main() {
         current_thread.block_on(baseline.shutdown());
     }
 
+    if std::env::var("SNOOZEBOT_BENCH_COLD").as_deref() == Ok("0") {
+        return;
+    }
     let tls = PluginConfig::default();
     current_thread.block_on(async {
         cold_loads("cold load (spawn → first answer), plain", plain.clone()).await;

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use tonic::body::Body;
 use tonic::service::Routes;
 use tower::Service;
 
+use super::ProviderService;
+use super::unary;
 use crate::wire::{Io, PollLoop, RecvBody};
 
 /// Streams a host may have open at once (hyper's server default).
@@ -39,8 +42,16 @@ const POLLS_PER_WAKE: usize = 8;
 
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What a connection answers: the provider's methods straight ([`unary`]), the rest (health,
+/// controller, broker, stdio) through tonic's routes.
+#[derive(Clone)]
+pub(super) struct Services {
+    pub(super) provider: Arc<ProviderService>,
+    pub(super) routes: Routes,
+}
+
 /// Serves one host connection until it closes or fails.
-pub(super) async fn serve_connection(io: Box<dyn Io>, routes: Routes) {
+pub(super) async fn serve_connection(io: Box<dyn Io>, services: Services) {
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
@@ -62,7 +73,7 @@ pub(super) async fn serve_connection(io: Box<dyn Io>, routes: Routes) {
     let mut served = Served {
         connection,
         calls: FuturesUnordered::new(),
-        routes,
+        services,
         poll_loop: PollLoop::new(),
         accepting: true,
     };
@@ -72,7 +83,7 @@ pub(super) async fn serve_connection(io: Box<dyn Io>, routes: Routes) {
 struct Served {
     connection: h2::server::Connection<Box<dyn Io>, Bytes>,
     calls: FuturesUnordered<Call>,
-    routes: Routes,
+    services: Services,
     poll_loop: PollLoop,
     /// The connection still yields requests (it has not closed).
     accepting: bool,
@@ -84,7 +95,7 @@ impl Served {
         let poll_loop = &self.poll_loop;
         let connection = &mut self.connection;
         let calls = &mut self.calls;
-        let routes = &self.routes;
+        let services = &self.services;
         let accepting = &mut self.accepting;
         poll_loop.absorbing(|wakes| {
             let mut cx = Context::from_waker(poll_loop.waker());
@@ -94,7 +105,7 @@ impl Served {
                 while *accepting {
                     match connection.poll_accept(&mut cx) {
                         Poll::Ready(Some(Ok((request, respond)))) => {
-                            calls.push(Box::pin(answer(routes.clone(), request, respond)));
+                            calls.push(Box::pin(answer(services, request, respond)));
                         }
                         Poll::Ready(Some(Err(error))) => {
                             tracing::debug!(%error, "the host's connection failed");
@@ -118,30 +129,94 @@ impl Served {
     }
 }
 
-/// Runs one call through the routes and sends its answer: HEADERS, then the body's frames as
-/// the host's window allows, then the trailers.
-async fn answer(
-    mut routes: Routes,
+/// Runs one call and sends its answer: HEADERS, then the body's frames as the host's window
+/// allows, then the trailers.
+fn answer(
+    services: &Services,
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let deadline = grpc_timeout(request.headers());
+    let provider = unary::serves(request.uri().path()).then(|| Arc::clone(&services.provider));
+    let routes = services.routes.clone();
+    async move {
+        let deadline = match deadline {
+            Ok(deadline) => deadline,
+            Err(()) => {
+                let status = Status::invalid_argument("malformed grpc-timeout header");
+                let _ = respond.send_response(status.into_http::<()>(), true);
+                return;
+            }
+        };
+        match provider {
+            Some(provider) => answer_unary(&provider, request, respond, deadline).await,
+            None => answer_routed(routes, request, respond, deadline).await,
+        }
+    }
+}
+
+/// How a call that ran out of its `grpc-timeout` is answered.
+fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("the call's grpc-timeout passed")
+}
+
+/// A provider method: one message in, one out, encoded here ([`unary`]).
+async fn answer_unary(
+    provider: &Arc<ProviderService>,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    deadline: Option<Duration>,
 ) {
-    let request = request.map(|recv| Body::new(RecvBody::new(recv)));
-    let deadline = match grpc_timeout(request.headers()) {
-        Ok(deadline) => deadline,
-        Err(()) => {
-            let status = Status::invalid_argument("malformed grpc-timeout header");
+    let (head, body) = request.into_parts();
+    let answered = async {
+        let message = unary::read_message(body).await?;
+        unary::call(provider, head.uri.path(), message).await
+    };
+    let answered = match deadline {
+        None => answered.await,
+        Some(deadline) => tokio::time::timeout(deadline, answered)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded())),
+    };
+    let encoded = match answered {
+        Ok(encoded) => encoded,
+        Err(status) => {
+            // Trailers-only: the status in the one HEADERS frame.
             let _ = respond.send_response(status.into_http::<()>(), true);
             return;
         }
     };
+    let mut head = http::Response::new(());
+    head.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    let sent = respond.send_response(head, false).and_then(|mut send| {
+        send.send_data(encoded, false)?;
+        let mut trailers = http::HeaderMap::with_capacity(1);
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        send.send_trailers(trailers)
+    });
+    if let Err(error) = sent {
+        tracing::debug!(%error, "cannot answer the host (stream gone)");
+    }
+}
+
+/// Any other call, through tonic's routes.
+async fn answer_routed(
+    mut routes: Routes,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    deadline: Option<Duration>,
+) {
+    let request = request.map(|recv| Body::new(RecvBody::new(recv)));
     let call = routes.call(request);
     let response = match deadline {
         None => call.await,
         Some(deadline) => match tokio::time::timeout(deadline, call).await {
             Ok(response) => response,
             Err(_) => {
-                let status = Status::deadline_exceeded("the call's grpc-timeout passed");
-                let _ = respond.send_response(status.into_http::<()>(), true);
+                let _ = respond.send_response(deadline_exceeded().into_http::<()>(), true);
                 return;
             }
         },
@@ -235,66 +310,189 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Result<Option<Duration>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::convert::Infallible;
 
-    /// A unary service that answers after 30 s.
-    #[derive(Clone)]
-    struct Slow;
+    use crate::proto::v1 as pb;
+    use prost::Message as _;
+    use snoozebot_core::{
+        Capabilities, CloudProvider, Error, InstanceFilter, InstanceId, InstanceInfo, ProviderInfo,
+        StateChange, StopMode, StopOptions,
+    };
 
-    impl tonic::server::NamedService for Slow {
-        const NAME: &'static str = "test.Slow";
-    }
+    /// Knows no instance; takes 30 s to say so about `slow`.
+    #[derive(Debug)]
+    struct Nothing;
 
-    impl Service<http::Request<Body>> for Slow {
-        type Response = http::Response<Body>;
-        type Error = Infallible;
-        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
+    #[snoozebot_core::async_trait]
+    impl CloudProvider for Nothing {
+        fn info(&self) -> ProviderInfo {
+            ProviderInfo::new("nothing", "1", "1", Capabilities::new([StopMode::Stop]))
         }
-
-        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
-            Box::pin(async {
+        async fn get_instance(&self, id: &InstanceId) -> snoozebot_core::Result<InstanceInfo> {
+            if id.as_str() == "slow" {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                Ok(Status::ok("").into_http())
-            })
+            }
+            Err(Error::not_found(id.as_str()))
+        }
+        async fn list_instances(
+            &self,
+            _: &InstanceFilter,
+        ) -> snoozebot_core::Result<Vec<InstanceInfo>> {
+            Ok(vec![])
+        }
+        async fn stop_instance(
+            &self,
+            id: &InstanceId,
+            _: &StopOptions,
+        ) -> snoozebot_core::Result<StateChange> {
+            Err(Error::not_found(id.as_str()))
+        }
+        async fn start_instance(&self, id: &InstanceId) -> snoozebot_core::Result<StateChange> {
+            Err(Error::not_found(id.as_str()))
         }
     }
 
-    /// Calls `test.Slow/Call` with `grpc-timeout: timeout` over a connection served by
-    /// [`serve_connection`]; the `grpc-status` it answers with.
-    async fn status_of_a_slow_call(timeout: &'static str) -> String {
+    /// The gRPC body of one message.
+    fn framed(message: &impl prost::Message) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
+        body.extend_from_slice(&message.encode_to_vec());
+        body
+    }
+
+    fn get(id: &str) -> Vec<u8> {
+        framed(&pb::GetInstanceRequest { id: id.into() })
+    }
+
+    /// What a served connection answered one call: its `grpc-status`, the message bytes.
+    struct Answer {
+        status: String,
+        message: Vec<u8>,
+    }
+
+    /// Calls `path` with `body` (and `grpc-timeout`, if given) over a connection served by
+    /// [`serve_connection`].
+    async fn call(path: &str, body: Vec<u8>, timeout: Option<&'static str>) -> Answer {
+        exchange(path, vec![body], timeout).await
+    }
+
+    /// [`call`] with the body sent in `pieces`, a DATA frame each.
+    async fn exchange(path: &str, pieces: Vec<Vec<u8>>, timeout: Option<&'static str>) -> Answer {
         let (host, plugin) = tokio::net::UnixStream::pair().unwrap();
-        tokio::spawn(serve_connection(
-            Box::new(plugin),
-            Routes::new(Slow).prepare(),
-        ));
+        let services = Services {
+            provider: Arc::new(ProviderService {
+                provider: Arc::new(Nothing),
+            }),
+            routes: Routes::default().prepare(),
+        };
+        tokio::spawn(serve_connection(Box::new(plugin), services));
         let (mut sender, connection) = h2::client::handshake(host).await.unwrap();
         tokio::spawn(connection);
-        let request = http::Request::post("http://plugin/test.Slow/Call")
+        let mut request = http::Request::post(format!("http://plugin{path}"))
             .header("content-type", "application/grpc")
-            .header("grpc-timeout", timeout)
-            .body(())
+            .header("te", "trailers");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        let (response, mut send) = sender
+            .send_request(request.body(()).unwrap(), false)
             .unwrap();
-        let (response, _) = sender.send_request(request, true).unwrap();
-        let response = response.await.unwrap();
-        response.headers()["grpc-status"]
-            .to_str()
-            .unwrap()
-            .to_owned()
+        let last = pieces.len() - 1;
+        for (index, piece) in pieces.into_iter().enumerate() {
+            send.send_data(piece.into(), index == last).unwrap();
+        }
+        let (head, mut recv) = response.await.unwrap().into_parts();
+        if let Some(status) = head.headers.get("grpc-status") {
+            return Answer {
+                status: status.to_str().unwrap().to_owned(),
+                message: Vec::new(),
+            };
+        }
+        assert_eq!(head.headers["content-type"], "application/grpc");
+        let mut message = Vec::new();
+        while let Some(data) = recv.data().await {
+            message.extend_from_slice(&data.unwrap());
+        }
+        let trailers = recv.trailers().await.unwrap().unwrap();
+        Answer {
+            status: trailers["grpc-status"].to_str().unwrap().to_owned(),
+            message,
+        }
+    }
+
+    const GET: &str = "/snoozebot.plugin.v1.CloudProvider/GetInstance";
+
+    #[tokio::test]
+    async fn a_provider_method_answers_its_message_then_status_zero() {
+        let answer = call(
+            "/snoozebot.plugin.v1.CloudProvider/Info",
+            framed(&pb::InfoRequest::default()),
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, "0");
+        assert_eq!(answer.message[0], 0, "uncompressed");
+        let info = pb::ProviderInfo::decode(&answer.message[5..]).unwrap();
+        assert_eq!(info.name, "nothing");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_several_data_frames_is_read_whole() {
+        let body = get("i-split");
+        let pieces = vec![body[..3].to_vec(), body[3..7].to_vec(), body[7..].to_vec()];
+        assert_eq!(exchange(GET, pieces, None).await.status, "5");
+    }
+
+    #[tokio::test]
+    async fn a_provider_error_is_its_status() {
+        assert_eq!(call(GET, get("i-1"), None).await.status, "5");
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_one_plain_message_are_refused() {
+        let mut compressed = get("i-1");
+        compressed[0] = 1;
+        let mut two = get("i-1");
+        two.extend(get("i-2"));
+        let mut short = get("i-1");
+        short.pop();
+        let mut not_protobuf = vec![0, 0, 0, 0, 4];
+        not_protobuf.extend_from_slice(&[0xff; 4]);
+        for (body, status) in [
+            (compressed, "12"),
+            (two, "13"),
+            (short, "13"),
+            (vec![], "13"),
+            (vec![0, 0], "13"),
+            (not_protobuf, "13"),
+        ] {
+            assert_eq!(
+                call(GET, body.clone(), None).await.status,
+                status,
+                "{body:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_and_services_are_unimplemented() {
+        for path in [
+            "/snoozebot.plugin.v1.CloudProvider/Reboot",
+            "/snoozebot.plugin.v9.Other/GetInstance",
+        ] {
+            assert_eq!(call(path, get("i-1"), None).await.status, "12", "{path}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_call_past_its_grpc_timeout_is_answered_deadline_exceeded() {
         let started = tokio::time::Instant::now();
-        assert_eq!(status_of_a_slow_call("50m").await, "4");
+        assert_eq!(call(GET, get("slow"), Some("50m")).await.status, "4");
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_malformed_grpc_timeout_is_answered_invalid_argument_at_once() {
-        assert_eq!(status_of_a_slow_call("soon").await, "3");
+        assert_eq!(call(GET, get("slow"), Some("soon")).await.status, "3");
     }
 
     fn timeout(value: &'static str) -> Result<Option<Duration>, ()> {

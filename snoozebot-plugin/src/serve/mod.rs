@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 mod hclog;
 mod http2;
+mod unary;
 
-use crate::MAX_MESSAGE_SIZE;
 use crate::proto::go_plugin::{
     self, ConnInfo, StdioData, grpc_broker_server, grpc_controller_server, grpc_stdio_server,
 };
@@ -175,16 +175,15 @@ async fn run(provider: Arc<dyn CloudProvider>, config: ServeConfig) -> snoozebot
         .add_service(grpc_stdio_server::GrpcStdioServer::new(IdleStreams {
             shutdown: shutdown_rx.clone(),
         }))
-        .add_service(
-            cloud_provider_server::CloudProviderServer::new(ProviderService { provider })
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE),
-        )
         .prepare();
+    let services = http2::Services {
+        provider: Arc::new(ProviderService { provider }),
+        routes,
+    };
     let server = tokio::spawn(async move {
         let mut incoming = incoming;
         while let Some(connection) = incoming.recv().await {
-            tokio::spawn(http2::serve_connection(connection, routes.clone()));
+            tokio::spawn(http2::serve_connection(connection, services.clone()));
         }
     });
     tracing::debug!(app_version, tls = acceptor_used, "plugin serving");
