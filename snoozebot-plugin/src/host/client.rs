@@ -13,11 +13,11 @@ use snoozebot_core::{
 };
 
 use super::PluginConfig;
-use super::connection::Connection;
+use super::connection::method;
 use super::launch::{Running, launch_once};
 use super::supervisor::{CrashStreak, Slot, Supervisor, check_health, stop, supervise};
 use crate::PluginAddress;
-use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
+use crate::proto::v1 as pb;
 use crate::wire::{
     batch_from_wire, change_from_wire, filter_to_wire, instance_from_wire, options_to_wire,
     page_to_wire, status_to_error,
@@ -156,8 +156,8 @@ impl PluginClient {
 
 /// Whether `status` is the connection failing under a call rather than an answer (the
 /// generated clients keep only the text of a failed readiness check, so the connection itself
-/// is asked too).
-fn is_broken_connection(status: &tonic::Status) -> bool {
+/// is asked too). A provider call's broken connection carries its [`h2::Error`].
+pub(super) fn is_broken_connection(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if error.downcast_ref::<h2::Error>().is_some() {
@@ -179,25 +179,26 @@ impl CloudProvider for PluginClient {
 
     async fn get_instance(&self, id: &InstanceId) -> Result<InstanceInfo> {
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
-        let response = client
-            .get_instance(pb::GetInstanceRequest { id: id.to_string() })
+        let request = pb::GetInstanceRequest { id: id.to_string() };
+        let answer = running
+            .connection
+            .unary(method!("GetInstance"), &request)
             .await
             .map_err(|status| self.error(&running, status))?;
-        instance_from_wire(response.into_inner())
+        instance_from_wire(answer)
     }
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<Vec<InstanceInfo>> {
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
-        let response = client
-            .list_instances(pb::ListInstancesRequest {
-                filter: Some(filter_to_wire(filter)),
-            })
+        let request = pb::ListInstancesRequest {
+            filter: Some(filter_to_wire(filter)),
+        };
+        let answer: pb::ListInstancesResponse = running
+            .connection
+            .unary(method!("ListInstances"), &request)
             .await
             .map_err(|status| self.error(&running, status))?;
-        response
-            .into_inner()
+        answer
             .instances
             .into_iter()
             .map(instance_from_wire)
@@ -212,17 +213,18 @@ impl CloudProvider for PluginClient {
         page: &PageRequest,
     ) -> Result<InstancePage> {
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
         let (page_size, page_token) = page_to_wire(page);
-        let answer = client
-            .list_instances_page(pb::ListInstancesPageRequest {
-                filter: Some(filter_to_wire(filter)),
-                page_size,
-                page_token,
-            })
+        let request = pb::ListInstancesPageRequest {
+            filter: Some(filter_to_wire(filter)),
+            page_size,
+            page_token,
+        };
+        let answer = running
+            .connection
+            .unary::<pb::ListInstancesPageResponse>(method!("ListInstancesPage"), &request)
             .await;
         let response = match answer {
-            Ok(response) => response.into_inner(),
+            Ok(response) => response,
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 return InstancePage::by_id(self.list_instances(filter).await?, page);
             }
@@ -246,13 +248,14 @@ impl CloudProvider for PluginClient {
         timeout: Duration,
     ) -> Result<()> {
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
-        let answer = client
-            .wait_for_operation(pb::WaitForOperationRequest {
-                id: id.to_string(),
-                operation: operation.to_owned(),
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            })
+        let request = pb::WaitForOperationRequest {
+            id: id.to_string(),
+            operation: operation.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let answer = running
+            .connection
+            .unary::<pb::WaitForOperationResponse>(method!("WaitForOperation"), &request)
             .await;
         match answer {
             Ok(_) => Ok(()),
@@ -264,25 +267,27 @@ impl CloudProvider for PluginClient {
     async fn stop_instance(&self, id: &InstanceId, opts: &StopOptions) -> Result<StateChange> {
         let options = options_to_wire(opts)?;
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
-        let response = client
-            .stop_instance(pb::StopInstanceRequest {
-                id: id.to_string(),
-                options: Some(options),
-            })
+        let request = pb::StopInstanceRequest {
+            id: id.to_string(),
+            options: Some(options),
+        };
+        let answer = running
+            .connection
+            .unary(method!("StopInstance"), &request)
             .await
             .map_err(|status| self.error(&running, status))?;
-        change_from_wire(response.into_inner())
+        change_from_wire(answer)
     }
 
     async fn start_instance(&self, id: &InstanceId) -> Result<StateChange> {
         let running = self.supervisor.running()?;
-        let mut client = running.provider.clone();
-        let response = client
-            .start_instance(pb::StartInstanceRequest { id: id.to_string() })
+        let request = pb::StartInstanceRequest { id: id.to_string() };
+        let answer = running
+            .connection
+            .unary(method!("StartInstance"), &request)
             .await
             .map_err(|status| self.error(&running, status))?;
-        change_from_wire(response.into_inner())
+        change_from_wire(answer)
     }
 
     async fn stop_instances(&self, ids: &[InstanceId], opts: &StopOptions) -> BatchResults {
@@ -294,11 +299,7 @@ impl CloudProvider for PluginClient {
             ids: ids.iter().map(ToString::to_string).collect(),
             options: Some(options),
         };
-        let answer = self
-            .batch(ids, |mut client| async move {
-                client.stop_instances(request).await
-            })
-            .await;
+        let answer = self.batch(ids, method!("StopInstances"), &request).await;
         match answer {
             Some(results) => results,
             None => {
@@ -320,11 +321,7 @@ impl CloudProvider for PluginClient {
         let request = pb::StartInstancesRequest {
             ids: ids.iter().map(ToString::to_string).collect(),
         };
-        let answer = self
-            .batch(ids, |mut client| async move {
-                client.start_instances(request).await
-            })
-            .await;
+        let answer = self.batch(ids, method!("StartInstances"), &request).await;
         match answer {
             Some(results) => results,
             None => single_calls(ids, |id| async move { self.start_instance(&id).await }).await,
@@ -336,19 +333,22 @@ impl PluginClient {
     /// Makes one batch call and reads one result per id; a call that fails as a whole is each
     /// id's failure. `None` when the plugin does not implement the batch RPC (`UNIMPLEMENTED`:
     /// it is optional for plugins in other languages), for the caller to send single calls.
-    async fn batch<F, Fut>(&self, ids: &[InstanceId], call: F) -> Option<BatchResults>
-    where
-        F: FnOnce(CloudProviderClient<Connection>) -> Fut,
-        Fut: std::future::Future<
-                Output = std::result::Result<tonic::Response<pb::BatchResponse>, tonic::Status>,
-            >,
-    {
+    async fn batch(
+        &self,
+        ids: &[InstanceId],
+        method: &'static str,
+        request: &impl prost::Message,
+    ) -> Option<BatchResults> {
         let result = match self.supervisor.running() {
-            Ok(running) => match call(running.provider.clone()).await {
+            Ok(running) => match running
+                .connection
+                .unary::<pb::BatchResponse>(method, request)
+                .await
+            {
                 Err(status) if status.code() == tonic::Code::Unimplemented => return None,
                 answer => answer
                     .map_err(|status| self.error(&running, status))
-                    .and_then(|response| batch_from_wire(ids, response.into_inner())),
+                    .and_then(|response| batch_from_wire(ids, response)),
             },
             Err(error) => Err(error),
         };

@@ -16,7 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 use super::plugin_error;
 use crate::PluginAddress;
 use crate::wire::{
-    Handshake, Io, LaunchIdentity, PollLoop, RecvBody, TLS_SERVER_NAME, readable_only_tcp,
+    Handshake, Io, LaunchIdentity, PollLoop, RecvBody, TLS_SERVER_NAME, grpc, readable_only_tcp,
     readable_only_unix,
 };
 
@@ -118,6 +118,108 @@ impl Driver {
     }
 }
 
+impl Connection {
+    /// Calls the unary method at `uri` (the origin and the method's path) with `request`.
+    ///
+    /// The request leaves as one buffer (the message behind its gRPC prefix) with its HEADERS,
+    /// written by the caller ([`Driver::send`]); the answer is read whole and decoded with
+    /// prost, its status taken from the trailers (or from the headers of a trailers-only
+    /// answer). tonic's generated client would run each call through its codec streams and a
+    /// boxed body. A broken connection is a status whose source is the [`h2::Error`], as
+    /// tonic makes it.
+    pub(super) async fn unary<Answer: prost::Message + Default>(
+        &self,
+        uri: &'static str,
+        request: &impl prost::Message,
+    ) -> std::result::Result<Answer, tonic::Status> {
+        let broken = |error: h2::Error| tonic::Status::from_error(Box::new(error));
+        let message = grpc::encode(request)?;
+        let mut head = http::Request::new(());
+        *head.method_mut() = http::Method::POST;
+        *head.uri_mut() = http::Uri::from_static(uri);
+        let headers = head.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        let mut sender = self.sender.clone();
+        std::future::poll_fn(|cx| sender.poll_ready(cx))
+            .await
+            .map_err(broken)?;
+        let response = self
+            .driver
+            .send(|| {
+                let (response, mut stream) = sender.send_request(head, false)?;
+                stream.send_data(message, true)?;
+                Ok::<_, h2::Error>(response)
+            })
+            .map_err(broken)?;
+        let (head, recv) = response.await.map_err(broken)?.into_parts();
+        let mut body = Released {
+            recv: Some(recv),
+            driver: &self.driver,
+        };
+        if head.status != http::StatusCode::OK {
+            return Err(status_of_http(head.status));
+        }
+        if let Some(status) = tonic::Status::from_header_map(&head.headers) {
+            // Trailers-only: an answer without a message.
+            return Err(if status.code() == tonic::Code::Ok {
+                tonic::Status::internal("the plugin answered OK without a message")
+            } else {
+                status
+            });
+        }
+        let Some(recv) = body.recv.as_mut() else {
+            return Err(tonic::Status::internal("the answer's stream is gone"));
+        };
+        let data = grpc::read_data(recv).await?;
+        let trailers = std::future::poll_fn(|cx| recv.poll_trailers(cx))
+            .await
+            .map_err(broken)?;
+        match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+            Some(status) if status.code() == tonic::Code::Ok => {}
+            Some(status) => return Err(status),
+            None => {
+                return Err(tonic::Status::internal(
+                    "the plugin's answer ended without a grpc-status",
+                ));
+            }
+        }
+        Answer::decode(grpc::unframe(data)?).map_err(|error| {
+            tonic::Status::internal(format!("the answer does not decode: {error}"))
+        })
+    }
+}
+
+/// An answer's stream, released on the caller's thread when dropped (see [`ResponseBody`]).
+struct Released<'a> {
+    recv: Option<h2::RecvStream>,
+    driver: &'a Driver,
+}
+
+impl Drop for Released<'_> {
+    fn drop(&mut self) {
+        let recv = self.recv.take();
+        self.driver.send(|| drop(recv));
+    }
+}
+
+/// The status of an answer that is not HTTP 200, as gRPC maps HTTP statuses.
+fn status_of_http(status: http::StatusCode) -> tonic::Status {
+    use tonic::Code;
+    let code = match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    };
+    tonic::Status::new(code, format!("the plugin answered HTTP {status}"))
+}
+
 /// What a call can fail with below gRPC: the HTTP/2 connection or stream.
 pub(super) type TransportError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -200,6 +302,18 @@ impl http_body::Body for ResponseBody {
 /// The origin every request names: the connection decides where it goes.
 pub(super) const ORIGIN: &str = "http://plugin.invalid";
 
+/// The URI of a `snoozebot.plugin.v1.CloudProvider` method, for [`Connection::unary`]: the
+/// [`ORIGIN`] and the method's path.
+macro_rules! method {
+    ($name:literal) => {
+        concat!(
+            "http://plugin.invalid/snoozebot.plugin.v1.CloudProvider/",
+            $name
+        )
+    };
+}
+pub(super) use method;
+
 pub(super) async fn connect(
     name: &str,
     handshake: &Handshake,
@@ -280,4 +394,140 @@ pub(super) async fn connect(
     let task = Arc::clone(&driver);
     tokio::spawn(std::future::poll_fn(move |cx| task.poll_task(cx)));
     Ok(Connection { sender, driver })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::is_broken_connection;
+    use super::*;
+    use crate::proto::v1 as pb;
+
+    /// How the test plugin answers a call.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        /// `Info`'s answer, right.
+        Info,
+        HttpError,
+        TrailersOnly,
+        NoTrailers,
+        NotProtobuf,
+        TwoMessages,
+        Compressed,
+        /// Never answers: closes the connection instead.
+        HangUp,
+    }
+
+    fn framed(message: &[u8], compressed: bool) -> Vec<u8> {
+        let mut body = vec![u8::from(compressed)];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+        body
+    }
+
+    /// A plugin on the h2 crate that answers every call with `answer`; the code of the status
+    /// [`Connection::unary`] returns for an `Info` call to it (or `Ok`, with the name).
+    async fn info_from(answer: Answer) -> Result<String, tonic::Status> {
+        use prost::Message as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugin.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(stream).await.unwrap();
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                let ok = || {
+                    http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap()
+                };
+                let mut status = http::HeaderMap::new();
+                status.insert("grpc-status", http::HeaderValue::from_static("0"));
+                let info = pb::ProviderInfo {
+                    name: "test".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec();
+                let (body, trailers) = match answer {
+                    Answer::HangUp => return,
+                    Answer::HttpError => {
+                        let head = http::Response::builder().status(503).body(()).unwrap();
+                        respond.send_response(head, true).unwrap();
+                        continue;
+                    }
+                    Answer::TrailersOnly => {
+                        let mut head = ok();
+                        head.headers_mut()
+                            .insert("grpc-status", http::HeaderValue::from_static("5"));
+                        respond.send_response(head, true).unwrap();
+                        continue;
+                    }
+                    Answer::Info => (framed(&info, false), Some(status)),
+                    Answer::NoTrailers => (framed(&info, false), None),
+                    Answer::NotProtobuf => (framed(&[0xff; 3], false), Some(status)),
+                    Answer::TwoMessages => (
+                        [framed(&info, false), framed(&info, false)].concat(),
+                        Some(status),
+                    ),
+                    Answer::Compressed => (framed(&info, true), Some(status)),
+                };
+                let mut send = respond.send_response(ok(), false).unwrap();
+                send.send_data(body.into(), trailers.is_none()).unwrap();
+                if let Some(trailers) = trailers {
+                    send.send_trailers(trailers).unwrap();
+                }
+            }
+        });
+        let handshake = Handshake {
+            core_version: 1,
+            app_version: 1,
+            address: PluginAddress::Unix(path),
+            server_cert: None,
+        };
+        let connection = connect("test", &handshake, None).await.unwrap();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            connection.unary::<pb::ProviderInfo>(method!("Info"), &pb::InfoRequest {}),
+        )
+        .await
+        .expect("the call never ended");
+        drop(dir);
+        answer.map(|info| info.name)
+    }
+
+    #[tokio::test]
+    async fn a_right_answer_is_its_message() {
+        assert_eq!(info_from(Answer::Info).await.unwrap(), "test");
+    }
+
+    #[tokio::test]
+    async fn wrong_answers_are_statuses_promptly() {
+        use tonic::Code;
+        for (answer, code) in [
+            (Answer::HttpError, Code::Unavailable),
+            (Answer::TrailersOnly, Code::NotFound),
+            (Answer::NoTrailers, Code::Internal),
+            (Answer::NotProtobuf, Code::Internal),
+            (Answer::TwoMessages, Code::Internal),
+            (Answer::Compressed, Code::Unimplemented),
+        ] {
+            let status = info_from(answer).await.unwrap_err();
+            assert_eq!(status.code(), code, "{answer:?}: {status}");
+            assert!(!is_broken_connection(&status), "{answer:?}: {status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_hangs_up_under_a_call_is_a_broken_connection() {
+        let status = info_from(Answer::HangUp).await.unwrap_err();
+        assert!(is_broken_connection(&status), "{status}");
+    }
+
+    #[test]
+    fn method_uris_name_the_origin_and_the_service() {
+        assert_eq!(
+            method!("GetInstance"),
+            format!("{ORIGIN}/snoozebot.plugin.v1.CloudProvider/GetInstance")
+        );
+    }
 }

@@ -16,16 +16,15 @@ use tokio::time::Instant;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::PluginConfig;
-use super::connection::{Connection, ORIGIN, connect};
+use super::connection::{Connection, ORIGIN, connect, method};
 use super::lines::{BoundedLines, MAX_LINE};
 use super::plugin_error;
 use super::process::{
     ProcessGuard, StderrTail, StdoutLines, drain_stdout, forward_stderr, owned_socket_dir,
     private_tmp_dir, reap, sweep_abandoned_private_dirs_once,
 };
-use crate::MAX_MESSAGE_SIZE;
 use crate::proto::go_plugin::grpc_controller_client::GrpcControllerClient;
-use crate::proto::v1::{self as pb, cloud_provider_client::CloudProviderClient};
+use crate::proto::v1 as pb;
 use crate::wire::{
     CLIENT_CERT_ENV, Handshake, LaunchIdentity, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE,
     PRIVATE_TMP_ENV, PROTOCOL_VERSIONS_ENV, PluginAddress, info_from_wire, status_to_error,
@@ -35,12 +34,12 @@ use crate::wire::{
 /// One launch of the plugin: its process and the clients of its services.
 pub(super) struct Running {
     pub(super) process: ProcessGuard,
-    pub(super) provider: CloudProviderClient<Connection>,
     pub(super) controller: GrpcControllerClient<Connection>,
     pub(super) health: HealthClient<Connection>,
     pub(super) info: ProviderInfo,
     pub(super) address: PluginAddress,
-    /// The connection the clients share, to tell a broken one from an answer.
+    /// The connection: the provider's calls ([`Connection::unary`]), the clients above, and
+    /// whether it broke under a call.
     pub(super) connection: Connection,
 }
 
@@ -162,21 +161,15 @@ pub(super) async fn launch_once(
             *socket_dir = owned_socket_dir(&handshake.address);
         }
         let channel = connect(name, &handshake, identity.as_ref()).await?;
-        let mut provider =
-            CloudProviderClient::with_origin(channel.clone(), http::Uri::from_static(ORIGIN))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE);
-        let info = provider.info(pb::InfoRequest {}).await.map_err(|status| {
-            plugin_error(name, format!("Info failed: {}", status_to_error(&status)))
-        })?;
-        Ok::<_, Error>((
-            channel,
-            provider,
-            info_from_wire(info.into_inner()),
-            handshake.address,
-        ))
+        let info: pb::ProviderInfo = channel
+            .unary(method!("Info"), &pb::InfoRequest {})
+            .await
+            .map_err(|status| {
+                plugin_error(name, format!("Info failed: {}", status_to_error(&status)))
+            })?;
+        Ok::<_, Error>((channel, info_from_wire(info), handshake.address))
     };
-    let (channel, provider, info, address) = match tokio::time::timeout(remaining, setup).await {
+    let (channel, info, address) = match tokio::time::timeout(remaining, setup).await {
         Ok(Ok(ready)) => ready,
         Ok(Err(error)) => return Err(error),
         Err(_) => {
@@ -200,7 +193,6 @@ pub(super) async fn launch_once(
     );
     Ok(Arc::new(Running {
         process,
-        provider,
         controller: GrpcControllerClient::with_origin(
             channel.clone(),
             http::Uri::from_static(ORIGIN),

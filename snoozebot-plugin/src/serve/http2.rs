@@ -25,7 +25,7 @@ use tower::Service;
 
 use super::ProviderService;
 use super::unary;
-use crate::wire::{Io, PollLoop, RecvBody};
+use crate::wire::{Io, PollLoop, RecvBody, grpc};
 
 /// Streams a host may have open at once (hyper's server default).
 const MAX_CONCURRENT_STREAMS: u32 = 200;
@@ -167,9 +167,9 @@ async fn answer_unary(
     mut respond: h2::server::SendResponse<Bytes>,
     deadline: Option<Duration>,
 ) {
-    let (head, body) = request.into_parts();
+    let (head, mut body) = request.into_parts();
     let answered = async {
-        let message = unary::read_message(body).await?;
+        let message = grpc::read_message(&mut body).await?;
         unary::call(provider, head.uri.path(), message).await
     };
     let answered = match deadline {

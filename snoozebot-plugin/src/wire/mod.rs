@@ -4,6 +4,8 @@
 #[cfg(any(feature = "host", feature = "serve"))]
 mod body;
 mod convert;
+#[cfg(any(feature = "host", feature = "serve"))]
+pub(crate) mod grpc;
 mod handshake;
 #[cfg(any(feature = "host", feature = "serve"))]
 mod stream;
