@@ -8,7 +8,8 @@
 //! `SNOOZEBOT_BENCH_COLD=0` skips the cold loads and the RSS (`scripts/bench
 //! plugin-instructions` counts instructions per call under callgrind that way).
 //! `SNOOZEBOT_BENCH_BASELINE_PLUGIN=PATH` adds two setups calling another build of the mock
-//! plugin (say, of the commit before a change) from the same host, interleaved with the rest.
+//! plugin (say, of the commit before a change) from the same host, interleaved with the rest,
+//! and alternates its cold loads with the others.
 //!
 //! ```text
 //! cargo bench -p snoozebot-testkit --features plugin --bench plugin
@@ -25,7 +26,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -304,25 +305,32 @@ const SETUPS: [&str; 10] = [
 /// The setups that need `SNOOZEBOT_BENCH_BASELINE_PLUGIN`.
 const BASELINE_SETUPS: [usize; 2] = [8, 9];
 
-async fn cold_loads(label: &str, config: PluginConfig) {
+/// Cold loads of `plugins` (a label and an executable each), alternating between them, 20
+/// each: the median, minimum and maximum of each.
+async fn cold_loads(kind: &str, config: PluginConfig, plugins: &[(&str, &Path)]) {
     let id = InstanceId::new("mock-0001").unwrap();
-    let mut samples = Vec::new();
+    let mut samples = vec![Vec::new(); plugins.len()];
     for _ in 0..20 {
-        let started = Instant::now();
-        let client = PluginClient::launch("mock", mock_plugin(), config.clone())
-            .await
-            .unwrap();
-        client.get_instance(&id).await.unwrap();
-        samples.push(started.elapsed());
-        client.shutdown().await;
+        for (samples, (_, path)) in samples.iter_mut().zip(plugins) {
+            let started = Instant::now();
+            let client = PluginClient::launch("mock", path, config.clone())
+                .await
+                .unwrap();
+            client.get_instance(&id).await.unwrap();
+            samples.push(started.elapsed());
+            client.shutdown().await;
+        }
     }
-    samples.sort();
-    println!(
-        "{label:<52} median {:>6.2} ms   min {:>6.2} ms   max {:>6.2} ms",
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        samples[0].as_secs_f64() * 1e3,
-        samples[samples.len() - 1].as_secs_f64() * 1e3
-    );
+    for (mut samples, (name, _)) in samples.into_iter().zip(plugins) {
+        samples.sort();
+        println!(
+            "{:<52} median {:>6.2} ms   min {:>6.2} ms   max {:>6.2} ms",
+            format!("cold load (spawn → first answer), {kind}{name}"),
+            percentile(&samples, 0.5).as_secs_f64() * 1e3,
+            samples[0].as_secs_f64() * 1e3,
+            samples[samples.len() - 1].as_secs_f64() * 1e3
+        );
+    }
 }
 
 async fn idle_rss(config: PluginConfig) {
@@ -382,14 +390,11 @@ fn main() {
             .block_on(PluginClient::launch("mock", mock_plugin(), plain.clone()))
             .unwrap(),
     );
-    let baseline = std::env::var_os("SNOOZEBOT_BENCH_BASELINE_PLUGIN").map(|path| {
+    let baseline_path = std::env::var_os("SNOOZEBOT_BENCH_BASELINE_PLUGIN").map(PathBuf::from);
+    let baseline = baseline_path.as_ref().map(|path| {
         Arc::new(
             current_thread
-                .block_on(PluginClient::launch(
-                    "mock",
-                    Path::new(&path),
-                    plain.clone(),
-                ))
+                .block_on(PluginClient::launch("mock", path, plain.clone()))
                 .unwrap(),
         )
     });
@@ -502,8 +507,12 @@ fn main() {
     }
     let tls = PluginConfig::default();
     current_thread.block_on(async {
-        cold_loads("cold load (spawn → first answer), plain", plain.clone()).await;
-        cold_loads("cold load (spawn → first answer), AutoMTLS", tls.clone()).await;
+        let mut plugins = vec![("", mock_plugin())];
+        if let Some(path) = &baseline_path {
+            plugins.push((", baseline", path.as_path()));
+        }
+        cold_loads("plain", plain.clone(), &plugins).await;
+        cold_loads("AutoMTLS", tls.clone(), &plugins).await;
         idle_rss(tls).await;
     });
 }
