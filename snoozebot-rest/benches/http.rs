@@ -12,6 +12,10 @@
 //! ```text
 //! cargo bench -p snoozebot-rest --bench http
 //! ```
+//!
+//! `SNOOZEBOT_BENCH_CALLS=N` sets the calls per setup (default 20,000; rounds of an eighth),
+//! `SNOOZEBOT_BENCH_SETUPS=0,1` runs only the listed setups (in the order of the table it
+//! prints): `scripts/bench rest-instructions` counts instructions per request that way.
 #![allow(missing_docs, clippy::unwrap_used, unsafe_code)]
 
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use snoozebot_rest::{ApiKeys, Role};
 use snoozebot_testkit::MockProvider;
 use tower::ServiceExt;
 
+/// Calls per setup, unless `SNOOZEBOT_BENCH_CALLS` says otherwise.
 const CALLS: usize = 20_000;
 
 /// Counts allocations, so that a setup's allocations per call show without timing noise.
@@ -71,6 +76,15 @@ fn report(label: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() {
+    let calls: usize = std::env::var("SNOOZEBOT_BENCH_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CALLS);
+    let only: Option<Vec<usize>> = std::env::var("SNOOZEBOT_BENCH_SETUPS").ok().map(|list| {
+        list.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,15 +113,17 @@ fn main() {
         let router = snoozebot_rest::router(Arc::clone(&manager), keys);
         let id = InstanceId::new("mock-0042").unwrap();
         let uri = "/api/providers/mock/instances/mock-0042";
-        println!("{CALLS} calls each, 21 API keys, 2 worker threads\n");
+        println!("{calls} calls each, 21 API keys, 2 worker threads\n");
 
-        let mut direct = Vec::with_capacity(CALLS);
-        for _ in 0..CALLS {
-            let started = Instant::now();
-            fleet.get_instance(&id).await.unwrap();
-            direct.push(started.elapsed());
+        if only.is_none() {
+            let mut direct = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                let started = Instant::now();
+                fleet.get_instance(&id).await.unwrap();
+                direct.push(started.elapsed());
+            }
+            report("provider, direct", direct);
         }
-        report("provider, direct", direct);
 
         // The same JSON from a bare axum handler: no keys, limits, tracing or problems.
         let bare_fleet = fleet.clone();
@@ -160,7 +176,7 @@ fn main() {
         let client = reqwest::Client::new();
 
         let rounds = 8;
-        let per_round = CALLS / rounds;
+        let per_round = calls / rounds;
         let mut medians: [Vec<f64>; 6] = Default::default();
         // Per call, summed over the rounds: context switches, writes, CPU µs (the process's
         // threads: client and server alike).
@@ -169,6 +185,9 @@ fn main() {
         for round in 0..rounds {
             for step in 0..6 {
                 let setup = (step + round) % 6;
+                if !only.as_ref().is_none_or(|only| only.contains(&setup)) {
+                    continue;
+                }
                 let mut samples = Vec::with_capacity(per_round);
                 let before = snoozebot_testkit::ProcessCounters::of_self();
                 let allocations_before = allocations();
@@ -213,7 +232,7 @@ fn main() {
         }
         let median = |values: &mut Vec<f64>| {
             values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
+            values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
         };
         let [ours_in, bare_in, ours_socket, bare_socket, mixed, managed_socket] =
             medians.map(|mut v| median(&mut v));
