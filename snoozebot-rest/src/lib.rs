@@ -68,7 +68,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -478,48 +478,101 @@ fn presented_key(request: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn authorize(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("", MatchedPath::as_str);
-    // HEAD is GET without the body (axum answers it with the GET handler): GET's role.
-    let method = match request.method() {
-        &Method::HEAD => &Method::GET,
-        method => method,
-    };
-    let need = guard
-        .roles
-        .need(method, path)
-        // A route missing from the document: only admins (fail closed).
-        .unwrap_or(Need::Role(Role::Admin));
-    if need == Need::Agent {
-        // The handler checks the agent's key against the instance its path names.
-        let key = presented_key(&request).map(str::to_owned);
-        request.extensions_mut().insert(api::PresentedKey(key));
-        return next.run(request).await;
+impl Guard {
+    /// Lets `request` through to its route (marked with its [`Caller`], or the key an agent
+    /// presented), or answers it: `401` without a key its route takes, `403` for a role too
+    /// weak.
+    fn check(&self, request: &mut Request) -> std::result::Result<(), Response> {
+        let path = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
+        // HEAD is GET without the body (axum answers it with the GET handler): GET's role.
+        let method = match request.method() {
+            &Method::HEAD => &Method::GET,
+            method => method,
+        };
+        let need = self
+            .roles
+            .need(method, path)
+            // A route missing from the document: only admins (fail closed).
+            .unwrap_or(Need::Role(Role::Admin));
+        if need == Need::Agent {
+            // The handler checks the agent's key against the instance its path names.
+            let key = presented_key(request).map(str::to_owned);
+            request.extensions_mut().insert(api::PresentedKey(key));
+            return Ok(());
+        }
+        let keys = self.keys.current();
+        let caller = presented_key(request).and_then(|key| keys.identify(key));
+        if let Need::Role(needed) = need {
+            match caller {
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
+                    )
+                    .into_response());
+                }
+                Some((role, label)) if role < needed => {
+                    tracing::info!(key = label, %role, %needed, "API call refused: role too weak");
+                    return Err(api::forbidden(needed, "this route").into_response());
+                }
+                Some((_, label)) => tracing::debug!(key = label, "API call"),
+            }
+        }
+        request.extensions_mut().insert(Caller {
+            role: caller.map(|(role, _)| role),
+        });
+        Ok(())
     }
-    let keys = guard.keys.current();
-    let caller = presented_key(&request).and_then(|key| keys.identify(key));
-    if let Need::Role(needed) = need {
-        match caller {
-            None => {
-                return ApiError::unauthorized(
-                    "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
-                )
-                .into_response();
-            }
-            Some((role, label)) if role < needed => {
-                tracing::info!(key = label, %role, %needed, "API call refused: role too weak");
-                return api::forbidden(needed, "this route").into_response();
-            }
-            Some((_, label)) => tracing::debug!(key = label, "API call"),
+}
+
+/// The auth layer on every matched route: [`Guard::check`] before the route's handler.
+///
+/// A tower layer of its own rather than `middleware::from_fn`, which boxes a future and clones
+/// a boxed service for every request: the refusal is a ready future, the way through is the
+/// route's own.
+#[derive(Clone)]
+struct Authorize<S> {
+    guard: Guard,
+    route: S,
+}
+
+impl<S> tower::Layer<S> for Guard {
+    type Service = Authorize<S>;
+
+    fn layer(&self, route: S) -> Authorize<S> {
+        Authorize {
+            guard: self.clone(),
+            route,
         }
     }
-    request.extensions_mut().insert(Caller {
-        role: caller.map(|(role, _)| role),
-    });
-    next.run(request).await
+}
+
+impl<S> tower::Service<Request> for Authorize<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        std::future::Ready<std::result::Result<Response, std::convert::Infallible>>,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        self.route.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.guard.check(&mut request) {
+            Ok(()) => futures_util::future::Either::Right(self.route.call(request)),
+            Err(refusal) => futures_util::future::Either::Left(std::future::ready(Ok(refusal))),
+        }
+    }
 }
 
 /// Server errors logged per 10 s; beyond, they are counted into the next line.
@@ -646,7 +699,7 @@ pub fn router_with_keys(
         options.request_timeout,
     );
     routes
-        .route_layer(middleware::from_fn_with_state(guard, authorize))
+        .route_layer(guard)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
