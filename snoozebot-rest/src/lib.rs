@@ -479,10 +479,10 @@ fn presented_key(request: &Request) -> Option<&str> {
 }
 
 impl Guard {
-    /// Lets `request` through to its route (marked with its [`Caller`], or the key an agent
-    /// presented), or answers it: `401` without a key its route takes, `403` for a role too
-    /// weak.
-    fn check(&self, request: &mut Request) -> std::result::Result<(), Response> {
+    /// The answer to a request its route's role does not let through — `401` without a key
+    /// the route takes, `403` for a role too weak — or `None`, the request marked with its
+    /// [`Caller`] (or, on agents' routes, the key the agent presented).
+    fn refusal(&self, request: &mut Request) -> Option<Response> {
         let path = request
             .extensions()
             .get::<MatchedPath>()
@@ -501,21 +501,23 @@ impl Guard {
             // The handler checks the agent's key against the instance its path names.
             let key = presented_key(request).map(str::to_owned);
             request.extensions_mut().insert(api::PresentedKey(key));
-            return Ok(());
+            return None;
         }
         let keys = self.keys.current();
         let caller = presented_key(request).and_then(|key| keys.identify(key));
         if let Need::Role(needed) = need {
             match caller {
                 None => {
-                    return Err(ApiError::unauthorized(
-                        "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
-                    )
-                    .into_response());
+                    return Some(
+                        ApiError::unauthorized(
+                            "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
+                        )
+                        .into_response(),
+                    );
                 }
                 Some((role, label)) if role < needed => {
                     tracing::info!(key = label, %role, %needed, "API call refused: role too weak");
-                    return Err(api::forbidden(needed, "this route").into_response());
+                    return Some(api::forbidden(needed, "this route").into_response());
                 }
                 Some((_, label)) => tracing::debug!(key = label, "API call"),
             }
@@ -523,11 +525,11 @@ impl Guard {
         request.extensions_mut().insert(Caller {
             role: caller.map(|(role, _)| role),
         });
-        Ok(())
+        None
     }
 }
 
-/// The auth layer on every matched route: [`Guard::check`] before the route's handler.
+/// The auth layer on every matched route: [`Guard::refusal`] before the route's handler.
 ///
 /// A tower layer of its own rather than `middleware::from_fn`, which boxes a future and clones
 /// a boxed service for every request: the refusal is a ready future, the way through is the
@@ -568,9 +570,9 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        match self.guard.check(&mut request) {
-            Ok(()) => futures_util::future::Either::Right(self.route.call(request)),
-            Err(refusal) => futures_util::future::Either::Left(std::future::ready(Ok(refusal))),
+        match self.guard.refusal(&mut request) {
+            None => futures_util::future::Either::Right(self.route.call(request)),
+            Some(refusal) => futures_util::future::Either::Left(std::future::ready(Ok(refusal))),
         }
     }
 }
