@@ -6,11 +6,14 @@
 //! `504`.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use snoozebot_core::{Error, ErrorKind, LogBudget};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -109,44 +112,112 @@ fn try_acquire(pool: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     Arc::clone(pool).try_acquire_owned().ok()
 }
 
-/// The middleware: admits the request into its pools for as long as it runs, within the time
-/// limit.
-pub(crate) async fn admit_and_time(
-    State(admission): State<Admission>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let _permits = match admission.admit(request.uri().path()) {
-        Ok(permits) => permits,
-        Err(reason) => {
-            if let Some(held_back) = SHEDDING.admit() {
-                tracing::info!(
-                    reason,
-                    shed_before = held_back,
-                    "shedding load (503); more in the last 10 s are counted in the next line"
-                );
-            } else {
-                tracing::debug!(reason, "shedding load (503)");
-            }
-            let error = Error::new(
-                ErrorKind::Unavailable,
-                format!("{reason}; try again shortly"),
-            )
-            .with_retry_after(Duration::from_secs(1));
-            let mut response = ApiError::from(error).into_response();
-            response.extensions_mut().insert(Shed);
-            return response;
+/// The answer to a request no pool has room for: `503` with `Retry-After: 1`, logged now and
+/// then, marked [`Shed`] for the request log.
+fn shed(reason: &str) -> Response {
+    if let Some(held_back) = SHEDDING.admit() {
+        tracing::info!(
+            reason,
+            shed_before = held_back,
+            "shedding load (503); more in the last 10 s are counted in the next line"
+        );
+    } else {
+        tracing::debug!(reason, "shedding load (503)");
+    }
+    let error = Error::new(
+        ErrorKind::Unavailable,
+        format!("{reason}; try again shortly"),
+    )
+    .with_retry_after(Duration::from_secs(1));
+    let mut response = ApiError::from(error).into_response();
+    response.extensions_mut().insert(Shed);
+    response
+}
+
+/// The layer: admits each request into its pools for as long as it runs, within the time
+/// limit. A tower layer of its own rather than `middleware::from_fn`, which boxes a future
+/// and clones a boxed service for every request.
+impl<S> tower::Layer<S> for Admission {
+    type Service = Admitted<S>;
+
+    fn layer(&self, inner: S) -> Admitted<S> {
+        Admitted {
+            admission: self.clone(),
+            inner,
         }
-    };
-    match tokio::time::timeout(admission.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "the request ran past its time limit of {:?}",
-                admission.timeout
-            ),
-        ))
-        .into_response(),
+    }
+}
+
+/// [`Admission`] in front of `S`.
+#[derive(Clone)]
+pub(crate) struct Admitted<S> {
+    admission: Admission,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Admitted<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AdmittedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.admission.admit(request.uri().path()) {
+            Ok(permits) => AdmittedFuture::Running {
+                answer: tokio::time::timeout(self.admission.timeout, self.inner.call(request)),
+                limit: self.admission.timeout,
+                _permits: permits,
+            },
+            Err(reason) => AdmittedFuture::Shed {
+                response: Some(shed(&reason)),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An admitted request running with its permits, or the answer of a shed one.
+    #[project = AdmittedProjection]
+    pub(crate) enum AdmittedFuture<F> {
+        Running {
+            #[pin]
+            answer: tokio::time::Timeout<F>,
+            limit: Duration,
+            _permits: Permits,
+        },
+        Shed {
+            response: Option<Response>,
+        },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for AdmittedFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AdmittedProjection::Running { answer, limit, .. } => {
+                Poll::Ready(Ok(match ready!(answer.poll(cx)) {
+                    Ok(Ok(response)) => response,
+                    Err(_elapsed) => ApiError::from(Error::new(
+                        ErrorKind::Timeout,
+                        format!("the request ran past its time limit of {limit:?}"),
+                    ))
+                    .into_response(),
+                }))
+            }
+            AdmittedProjection::Shed { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::from(Error::new(ErrorKind::Internal, "polled after its answer"))
+                        .into_response()
+                })))
+            }
+        }
     }
 }

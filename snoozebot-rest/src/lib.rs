@@ -68,7 +68,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, Method, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -83,7 +82,7 @@ pub use problem::{PROBLEM_JSON, Problem, status_for};
 pub use serve::{LISTEN_BACKLOG, ServeOptions, bind, serve_with};
 pub use tls::tls_config;
 
-use admission::{Admission, admit_and_time};
+use admission::Admission;
 use api::{AppState, Caller, Limits};
 use problem::ApiError;
 use snoozebot_core::ErrorKind;
@@ -720,7 +719,7 @@ pub fn router_with_keys(
                         .on_failure(())
                         .on_response(log_response),
                 )
-                .layer(middleware::from_fn_with_state(admission, admit_and_time))
+                .layer(admission)
                 .layer(DefaultBodyLimit::max(options.body_limit)),
         )
 }
