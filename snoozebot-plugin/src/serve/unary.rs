@@ -33,44 +33,31 @@ pub(super) fn serves(path: &str) -> bool {
 
 /// Runs the method `path` names on `message` (the request's one message, prefix removed).
 pub(super) fn call(service: &Arc<ProviderService>, path: &str, message: Bytes) -> UnaryCall {
-    let service = Arc::clone(service);
-    let method = path.strip_prefix(SERVICE_PATH).unwrap_or_default();
-    match method {
-        "Info" => answer(message, move |r| async move { service.info(r).await }),
-        "GetInstance" => answer(
-            message,
-            move |r| async move { service.get_instance(r).await },
-        ),
-        "ListInstances" => answer(
-            message,
-            move |r| async move { service.list_instances(r).await },
-        ),
-        "ListInstancesPage" => answer(message, move |r| async move {
-            service.list_instances_page(r).await
-        }),
-        "StopInstance" => answer(
-            message,
-            move |r| async move { service.stop_instance(r).await },
-        ),
-        "StartInstance" => answer(
-            message,
-            move |r| async move { service.start_instance(r).await },
-        ),
-        "StopInstances" => answer(
-            message,
-            move |r| async move { service.stop_instances(r).await },
-        ),
-        "StartInstances" => answer(
-            message,
-            move |r| async move { service.start_instances(r).await },
-        ),
-        "WaitForOperation" => answer(message, move |r| async move {
-            service.wait_for_operation(r).await
-        }),
-        _ => Box::pin(std::future::ready(Err(Status::unimplemented(format!(
-            "no method {method:?} in snoozebot.plugin.v1.CloudProvider"
-        ))))),
+    /// A `match` on the method's name: each arm decodes, runs the service's method, encodes.
+    macro_rules! methods {
+        ($name:expr; $($method:literal => $function:ident),* $(,)?) => {
+            match $name {
+                $($method => {
+                    let service = Arc::clone(service);
+                    answer(message, move |r| async move { service.$function(r).await })
+                })*
+                other => Box::pin(std::future::ready(Err(Status::unimplemented(format!(
+                    "no method {other:?} in snoozebot.plugin.v1.CloudProvider"
+                ))))),
+            }
+        };
     }
+    methods!(path.strip_prefix(SERVICE_PATH).unwrap_or_default();
+        "Info" => info,
+        "GetInstance" => get_instance,
+        "ListInstances" => list_instances,
+        "ListInstancesPage" => list_instances_page,
+        "StopInstance" => stop_instance,
+        "StartInstance" => start_instance,
+        "StopInstances" => stop_instances,
+        "StartInstances" => start_instances,
+        "WaitForOperation" => wait_for_operation,
+    )
 }
 
 /// Decodes `message` as the method's request, runs `method`, encodes its answer.
