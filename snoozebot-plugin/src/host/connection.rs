@@ -163,7 +163,9 @@ impl Connection {
         if head.status != http::StatusCode::OK {
             return Err(status_of_http(head.status));
         }
-        if let Some(status) = tonic::Status::from_header_map(&head.headers) {
+        if !head.headers.contains_key(GRPC_STATUS) {
+            // The usual case: the message follows, then the trailers.
+        } else if let Some(status) = tonic::Status::from_header_map(&head.headers) {
             // Trailers-only: an answer without a message.
             return Err(if status.code() == tonic::Code::Ok {
                 tonic::Status::internal("the plugin answered OK without a message")
@@ -178,13 +180,20 @@ impl Connection {
         let trailers = std::future::poll_fn(|cx| recv.poll_trailers(cx))
             .await
             .map_err(broken)?;
-        match trailers.as_ref().and_then(tonic::Status::from_header_map) {
-            Some(status) if status.code() == tonic::Code::Ok => {}
-            Some(status) => return Err(status),
-            None => {
-                return Err(tonic::Status::internal(
-                    "the plugin's answer ended without a grpc-status",
-                ));
+        let succeeded = trailers
+            .as_ref()
+            .and_then(|trailers| trailers.get(GRPC_STATUS))
+            .is_some_and(|status| status == "0");
+        // Success needs no parsing of the rest (`grpc-message`, details).
+        if !succeeded {
+            match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+                Some(status) if status.code() == tonic::Code::Ok => {}
+                Some(status) => return Err(status),
+                None => {
+                    return Err(tonic::Status::internal(
+                        "the plugin's answer ended without a grpc-status",
+                    ));
+                }
             }
         }
         Answer::decode(grpc::unframe(data)?).map_err(|error| {
@@ -192,6 +201,9 @@ impl Connection {
         })
     }
 }
+
+/// The header (or trailer) that carries a gRPC status.
+const GRPC_STATUS: &str = "grpc-status";
 
 /// An answer's stream, released on the caller's thread when dropped (see [`ResponseBody`]).
 struct Released<'a> {
@@ -409,6 +421,8 @@ mod tests {
         Info,
         HttpError,
         TrailersOnly,
+        /// A message, then an error status in the trailers.
+        ErrorAfterMessage,
         NoTrailers,
         NotProtobuf,
         TwoMessages,
@@ -463,6 +477,11 @@ mod tests {
                         continue;
                     }
                     Answer::Info => (framed(&info, false), Some(status)),
+                    Answer::ErrorAfterMessage => {
+                        let mut status = http::HeaderMap::new();
+                        status.insert("grpc-status", http::HeaderValue::from_static("5"));
+                        (framed(&info, false), Some(status))
+                    }
                     Answer::NoTrailers => (framed(&info, false), None),
                     Answer::NotProtobuf => (framed(&[0xff; 3], false), Some(status)),
                     Answer::TwoMessages => (
@@ -506,6 +525,7 @@ mod tests {
         for (answer, code) in [
             (Answer::HttpError, Code::Unavailable),
             (Answer::TrailersOnly, Code::NotFound),
+            (Answer::ErrorAfterMessage, Code::NotFound),
             (Answer::NoTrailers, Code::Internal),
             (Answer::NotProtobuf, Code::Internal),
             (Answer::TwoMessages, Code::Internal),
