@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
+        // The model's maps are BTreeMaps: the wire types' too, so conversions move them.
+        .btree_map(".snoozebot.plugin.v1")
         .build_client(std::env::var_os("CARGO_FEATURE_HOST").is_some())
         .build_server(std::env::var_os("CARGO_FEATURE_SERVE").is_some())
         .compile_fds(descriptors)?;

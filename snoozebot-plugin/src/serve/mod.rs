@@ -556,7 +556,7 @@ impl cloud_provider_server::CloudProvider for ProviderService {
         let id =
             id_from_wire(request.into_inner().id, ErrorKind::InvalidArgument).map_err(status)?;
         let info = self.provider.get_instance(&id).await.map_err(status)?;
-        Ok(Response::new(instance_to_wire(&info)))
+        Ok(Response::new(instance_to_wire(info)))
     }
 
     async fn list_instances(
@@ -570,7 +570,7 @@ impl cloud_provider_server::CloudProvider for ProviderService {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListInstancesResponse {
-            instances: instances.iter().map(instance_to_wire).collect(),
+            instances: instances.into_iter().map(instance_to_wire).collect(),
         }))
     }
 
@@ -587,7 +587,7 @@ impl cloud_provider_server::CloudProvider for ProviderService {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListInstancesPageResponse {
-            instances: page.instances.iter().map(instance_to_wire).collect(),
+            instances: page.instances.into_iter().map(instance_to_wire).collect(),
             next_page_token: page.next_token.unwrap_or_default(),
         }))
     }

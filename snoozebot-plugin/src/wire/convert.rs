@@ -126,22 +126,19 @@ pub(crate) fn info_from_wire(info: pb::ProviderInfo) -> ProviderInfo {
     )
 }
 
-pub(crate) fn instance_to_wire(instance: &InstanceInfo) -> pb::InstanceInfo {
+/// The wire form of `instance`, its strings moved rather than copied.
+pub(crate) fn instance_to_wire(instance: InstanceInfo) -> pb::InstanceInfo {
     pb::InstanceInfo {
-        id: instance.id.to_string(),
-        name: instance.name.clone(),
         state: state_to_wire(instance.state),
-        raw_state: instance.raw_state.clone(),
         billing_stopped: instance.billing_stopped,
-        machine_type: instance.machine_type.clone(),
-        region: instance.region.clone(),
-        zone: instance.zone.clone(),
         launch_time: instance.launch_time.map(|time| time.to_rfc3339()),
-        tags: instance
-            .tags
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
+        id: instance.id.into_string(),
+        name: instance.name,
+        raw_state: instance.raw_state,
+        machine_type: instance.machine_type,
+        region: instance.region,
+        zone: instance.zone,
+        tags: instance.tags,
     }
 }
 
@@ -167,17 +164,13 @@ pub(crate) fn instance_from_wire(instance: pb::InstanceInfo) -> Result<InstanceI
     info.region = instance.region;
     info.zone = instance.zone;
     info.launch_time = launch_time;
-    info.tags = instance.tags.into_iter().collect();
+    info.tags = instance.tags;
     Ok(info)
 }
 
 pub(crate) fn filter_to_wire(filter: &InstanceFilter) -> pb::InstanceFilter {
     pb::InstanceFilter {
-        tags: filter
-            .tags
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
+        tags: filter.tags.clone(),
         states: filter
             .states
             .iter()
@@ -190,7 +183,7 @@ pub(crate) fn filter_to_wire(filter: &InstanceFilter) -> pb::InstanceFilter {
 pub(crate) fn filter_from_wire(filter: Option<pb::InstanceFilter>) -> InstanceFilter {
     let filter = filter.unwrap_or_default();
     let mut model = InstanceFilter::new();
-    model.tags = filter.tags.into_iter().collect();
+    model.tags = filter.tags;
     for state in filter.states {
         model = model.with_state(state_from_wire(state));
     }
@@ -497,7 +490,10 @@ mod tests {
                 .with_timezone(&Utc),
         );
         info.tags.insert("env".into(), "dev".into());
-        assert_eq!(instance_from_wire(instance_to_wire(&info)).unwrap(), info);
+        assert_eq!(
+            instance_from_wire(instance_to_wire(info.clone())).unwrap(),
+            info
+        );
     }
 
     #[test]
