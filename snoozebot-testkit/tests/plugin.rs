@@ -104,9 +104,10 @@ fn plugin_sleeps(pid: u32) -> u64 {
 
 /// A call from `#[tokio::main]`'s thread wakes the plugin once: before, the request often left
 /// in two writes (a worker flushed HEADERS before DATA was queued), and every answer the host
-/// read woke the plugin again to report its socket writable (1.7 sleeps a call here).
+/// read woke the plugin again to report its socket writable (1.7 sleeps a call here). And the
+/// plugin answers in one write: HEADERS, DATA and trailers together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_wakes_the_plugin_once() {
+async fn a_call_wakes_the_plugin_once_and_it_answers_in_one_write() {
     const CALLS: u64 = 400;
     let config = PluginConfig::default().with_auto_mtls(false);
     let client = PluginClient::launch("mock", mock_plugin(), config)
@@ -118,14 +119,21 @@ async fn a_call_wakes_the_plugin_once() {
         client.get_instance(&id).await.unwrap();
     }
     let before = plugin_sleeps(pid);
+    let writes_before = snoozebot_testkit::ProcessCounters::of(pid).writes;
     for _ in 0..CALLS {
         client.get_instance(&id).await.unwrap();
     }
     let sleeps = (plugin_sleeps(pid) - before) as f64 / CALLS as f64;
+    let writes =
+        (snoozebot_testkit::ProcessCounters::of(pid).writes - writes_before) as f64 / CALLS as f64;
     client.shutdown().await;
     assert!(
         sleeps <= 1.3,
         "the plugin slept {sleeps:.2} times a call (want about 1)"
+    );
+    assert!(
+        writes <= 1.1,
+        "the plugin wrote {writes:.2} times a call (want 1)"
     );
 }
 
