@@ -172,11 +172,27 @@ async fn answer_unary(
         let message = grpc::read_message(&mut body).await?;
         unary::call(provider, head.uri.path(), message).await
     };
-    let answered = match deadline {
-        None => answered.await,
-        Some(deadline) => tokio::time::timeout(deadline, answered)
-            .await
-            .unwrap_or_else(|_| Err(deadline_exceeded())),
+    let answered = async {
+        match deadline {
+            None => answered.await,
+            Some(deadline) => tokio::time::timeout(deadline, answered)
+                .await
+                .unwrap_or_else(|_| Err(deadline_exceeded())),
+        }
+    };
+    // A host that gives up on the call (RST_STREAM: its caller timed out or went away) stops
+    // it here too: the provider's future is dropped rather than left running.
+    let mut answered = std::pin::pin!(answered);
+    let answered = std::future::poll_fn(|cx| {
+        if let Poll::Ready(answered) = answered.as_mut().poll(cx) {
+            return Poll::Ready(Some(answered));
+        }
+        respond.poll_reset(cx).map(|_| None)
+    })
+    .await;
+    let Some(answered) = answered else {
+        tracing::debug!("the host cancelled the call");
+        return;
     };
     let encoded = match answered {
         Ok(encoded) => encoded,
@@ -318,9 +334,21 @@ mod tests {
         StateChange, StopMode, StopOptions,
     };
 
-    /// Knows no instance; takes 30 s to say so about `slow`.
-    #[derive(Debug)]
-    struct Nothing;
+    /// Knows no instance; takes 30 s to say so about `slow`, and about `cancel-me`, where it
+    /// says `started` when the call begins and `dropped` when the call is dropped.
+    #[derive(Debug, Default)]
+    struct Nothing {
+        signals: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
+    }
+
+    /// Says `dropped` when dropped.
+    struct DropSignal(tokio::sync::mpsc::UnboundedSender<&'static str>);
+
+    impl Drop for DropSignal {
+        fn drop(&mut self) {
+            let _ = self.0.send("dropped");
+        }
+    }
 
     #[snoozebot_core::async_trait]
     impl CloudProvider for Nothing {
@@ -329,6 +357,11 @@ mod tests {
         }
         async fn get_instance(&self, id: &InstanceId) -> snoozebot_core::Result<InstanceInfo> {
             if id.as_str() == "slow" {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            if let (Some(signals), "cancel-me") = (&self.signals, id.as_str()) {
+                let _dropped = DropSignal(signals.clone());
+                let _ = signals.send("started");
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
             Err(Error::not_found(id.as_str()))
@@ -380,7 +413,7 @@ mod tests {
         let (host, plugin) = tokio::net::UnixStream::pair().unwrap();
         let services = Services {
             provider: Arc::new(ProviderService {
-                provider: Arc::new(Nothing),
+                provider: Arc::new(Nothing::default()),
             }),
             routes: Routes::default().prepare(),
         };
@@ -481,6 +514,36 @@ mod tests {
         ] {
             assert_eq!(call(path, get("i-1"), None).await.status, "12", "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_the_host_resets_is_dropped_in_the_plugin() {
+        let (signals, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let (host, plugin) = tokio::net::UnixStream::pair().unwrap();
+        let services = Services {
+            provider: Arc::new(ProviderService {
+                provider: Arc::new(Nothing {
+                    signals: Some(signals),
+                }),
+            }),
+            routes: Routes::default().prepare(),
+        };
+        tokio::spawn(serve_connection(Box::new(plugin), services));
+        let (mut sender, connection) = h2::client::handshake(host).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::post(format!("http://plugin{GET}"))
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let (_response, mut send) = sender.send_request(request, false).unwrap();
+        send.send_data(get("cancel-me").into(), true).unwrap();
+        assert_eq!(heard.recv().await, Some("started"));
+        send.send_reset(h2::Reason::CANCEL);
+        let dropped = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+        assert_eq!(
+            dropped.expect("the provider's call went on after the host reset it"),
+            Some("dropped")
+        );
     }
 
     #[tokio::test(start_paused = true)]
