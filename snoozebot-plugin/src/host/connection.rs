@@ -543,6 +543,52 @@ mod tests {
         assert!(is_broken_connection(&status), "{status}");
     }
 
+    /// A call given up by its caller (dropped, as a timeout drops it) is reset on the wire, so
+    /// the plugin stops working on it (see `serve/http2.rs`).
+    #[tokio::test]
+    async fn a_dropped_call_is_reset_on_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugin.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (reason_tx, reason_rx) = tokio::sync::oneshot::channel();
+        let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(stream).await.unwrap();
+            let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
+            let _ = accepted_tx.send(());
+            // Keep the connection going while waiting for the reset; never answer.
+            let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+            tokio::select! {
+                biased;
+                reason = reset => { let _ = reason_tx.send(reason.ok()); }
+                _ = connection.accept() => {}
+            }
+        });
+        let handshake = Handshake {
+            core_version: 1,
+            app_version: 1,
+            address: PluginAddress::Unix(path),
+            server_cert: None,
+        };
+        let connection = connect("test", &handshake, None).await.unwrap();
+        // The connection outlives the call, as a client's does.
+        let _kept = connection.clone();
+        let call = tokio::spawn(async move {
+            connection
+                .unary::<pb::ProviderInfo>(method!("Info"), &pb::InfoRequest {})
+                .await
+        });
+        accepted_rx.await.unwrap();
+        // The caller gives up, as a timeout around the call would.
+        call.abort();
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(10), reason_rx)
+            .await
+            .expect("the plugin never heard the call was given up")
+            .unwrap();
+        assert_eq!(reason, Some(h2::Reason::CANCEL));
+    }
+
     #[test]
     fn method_uris_name_the_origin_and_the_service() {
         assert_eq!(
