@@ -431,6 +431,24 @@ mod tests {
         HangUp,
     }
 
+    /// A test plugin's socket, `plugin.sock` in a directory of its own.
+    fn listen() -> (tempfile::TempDir, tokio::net::UnixListener) {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::UnixListener::bind(dir.path().join("plugin.sock")).unwrap();
+        (dir, listener)
+    }
+
+    /// Our connection to the test plugin listening in `dir` ([`listen`]), plain text.
+    async fn connect_to(dir: &tempfile::TempDir) -> Connection {
+        let handshake = Handshake {
+            core_version: 1,
+            app_version: 1,
+            address: PluginAddress::Unix(dir.path().join("plugin.sock")),
+            server_cert: None,
+        };
+        connect("test", &handshake, None).await.unwrap()
+    }
+
     fn framed(message: &[u8], compressed: bool) -> Vec<u8> {
         let mut body = vec![u8::from(compressed)];
         body.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -442,9 +460,7 @@ mod tests {
     /// [`Connection::unary`] returns for an `Info` call to it (or `Ok`, with the name).
     async fn info_from(answer: Answer) -> Result<String, tonic::Status> {
         use prost::Message as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plugin.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut connection = h2::server::handshake(stream).await.unwrap();
@@ -497,13 +513,7 @@ mod tests {
                 }
             }
         });
-        let handshake = Handshake {
-            core_version: 1,
-            app_version: 1,
-            address: PluginAddress::Unix(path),
-            server_cert: None,
-        };
-        let connection = connect("test", &handshake, None).await.unwrap();
+        let connection = connect_to(&dir).await;
         let answer = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             connection.unary::<pb::ProviderInfo>(method!("Info"), &pb::InfoRequest {}),
@@ -547,9 +557,7 @@ mod tests {
     /// the plugin stops working on it (see `serve/http2.rs`).
     #[tokio::test]
     async fn a_dropped_call_is_reset_on_the_wire() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plugin.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen();
         let (reason_tx, reason_rx) = tokio::sync::oneshot::channel();
         let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
@@ -565,13 +573,7 @@ mod tests {
                 _ = connection.accept() => {}
             }
         });
-        let handshake = Handshake {
-            core_version: 1,
-            app_version: 1,
-            address: PluginAddress::Unix(path),
-            server_cert: None,
-        };
-        let connection = connect("test", &handshake, None).await.unwrap();
+        let connection = connect_to(&dir).await;
         // The connection outlives the call, as a client's does.
         let _kept = connection.clone();
         let call = tokio::spawn(async move {

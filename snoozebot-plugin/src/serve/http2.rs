@@ -384,12 +384,19 @@ mod tests {
         }
     }
 
+    /// What a test connection serves: `provider`'s methods, and tonic's default routes.
+    fn services(provider: Nothing) -> Services {
+        Services {
+            provider: Arc::new(ProviderService {
+                provider: Arc::new(provider),
+            }),
+            routes: Routes::default().prepare(),
+        }
+    }
+
     /// The gRPC body of one message.
     fn framed(message: &impl prost::Message) -> Vec<u8> {
-        let mut body = vec![0];
-        body.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
-        body.extend_from_slice(&message.encode_to_vec());
-        body
+        grpc::encode(message).unwrap().to_vec()
     }
 
     fn get(id: &str) -> Vec<u8> {
@@ -411,12 +418,7 @@ mod tests {
     /// [`call`] with the body sent in `pieces`, a DATA frame each.
     async fn exchange(path: &str, pieces: Vec<Vec<u8>>, timeout: Option<&'static str>) -> Answer {
         let (host, plugin) = tokio::net::UnixStream::pair().unwrap();
-        let services = Services {
-            provider: Arc::new(ProviderService {
-                provider: Arc::new(Nothing::default()),
-            }),
-            routes: Routes::default().prepare(),
-        };
+        let services = services(Nothing::default());
         tokio::spawn(serve_connection(Box::new(plugin), services));
         let (mut sender, connection) = h2::client::handshake(host).await.unwrap();
         tokio::spawn(connection);
@@ -520,14 +522,9 @@ mod tests {
     async fn a_call_the_host_resets_is_dropped_in_the_plugin() {
         let (signals, mut heard) = tokio::sync::mpsc::unbounded_channel();
         let (host, plugin) = tokio::net::UnixStream::pair().unwrap();
-        let services = Services {
-            provider: Arc::new(ProviderService {
-                provider: Arc::new(Nothing {
-                    signals: Some(signals),
-                }),
-            }),
-            routes: Routes::default().prepare(),
-        };
+        let services = services(Nothing {
+            signals: Some(signals),
+        });
         tokio::spawn(serve_connection(Box::new(plugin), services));
         let (mut sender, connection) = h2::client::handshake(host).await.unwrap();
         tokio::spawn(connection);
@@ -551,6 +548,20 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(call(GET, get("slow"), Some("50m")).await.status, "4");
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_never_sends_its_preface_is_let_go_after_ten_seconds() {
+        let (_silent, plugin) = tokio::net::UnixStream::pair().unwrap();
+        let services = services(Nothing::default());
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(11),
+            serve_connection(Box::new(plugin), services),
+        )
+        .await
+        .expect("a silent connection was served for good");
+        assert!(started.elapsed() >= Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]
