@@ -138,10 +138,14 @@ async fn a_call_wakes_the_plugin_once_and_it_answers_in_one_write() {
 }
 
 /// Callers race to write their own requests and to hand the connection back to its task: a
-/// wake lost on the way would leave a call waiting forever.
+/// wake lost on the way would leave a call waiting forever. (Health checks are off: each one
+/// polls the connection, and every 5 s they hid such a loss — the calls stalled, then went
+/// on — when a busy connection's last repeated poll dropped the wake that came during it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_callers_on_both_runtimes_all_get_answers() {
-    let config = PluginConfig::default().with_auto_mtls(false);
+    let config = PluginConfig::default()
+        .with_auto_mtls(false)
+        .with_health_check_interval(None);
     let client = std::sync::Arc::new(
         PluginClient::launch("mock", mock_plugin(), config)
             .await
@@ -152,7 +156,7 @@ async fn many_concurrent_callers_on_both_runtimes_all_get_answers() {
             let client = std::sync::Arc::clone(&client);
             let id = InstanceId::new(format!("mock-{:04}", caller % 8)).unwrap();
             let call = async move {
-                for _ in 0..50 {
+                for _ in 0..200 {
                     client.get_instance(&id).await.unwrap();
                 }
             };

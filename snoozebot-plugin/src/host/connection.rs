@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -64,6 +64,15 @@ struct Driver {
 }
 
 impl Driver {
+    /// The connection, unless someone is polling it (a panic in a poll does not keep it).
+    fn try_connection(&self) -> Option<MutexGuard<'_, Option<H2Connection>>> {
+        match self.connection.try_lock() {
+            Ok(connection) => Some(connection),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Polls the connection once with the shared waker; `true` when it has ended.
     fn poll_connection(&self, connection: &mut Option<H2Connection>) -> bool {
         let Some(running) = connection.as_mut() else {
@@ -86,30 +95,33 @@ impl Driver {
     /// polls the connection until nothing woke it meanwhile, a few times at most (then the
     /// task goes on). The wake h2 sends on queuing is absorbed, so no worker is woken to send.
     /// If the connection is being polled already, its poller sees the frames.
+    ///
+    /// The connection is let go before wakes stop being absorbed, so the task, woken by a wake
+    /// this loop left, finds it free.
     fn send<T>(&self, queue: impl FnOnce() -> T) -> T {
         const CALLER_POLLS: usize = 4;
-        let Ok(mut connection) = self.connection.try_lock() else {
+        let Some(connection) = self.try_connection() else {
             return queue();
         };
         self.poll_loop.absorbing(|wakes| {
+            let mut connection = connection;
             let queued = queue();
-            for _ in 0..CALLER_POLLS {
-                wakes.take();
-                if self.poll_connection(&mut connection) || !wakes.take() {
-                    break;
-                }
-            }
+            wakes.repeat(CALLER_POLLS, || {
+                self.poll_connection(&mut connection).then_some(())
+            });
+            drop(connection);
             queued
         })
     }
 
-    /// The connection's task: polls whenever woken, until the connection ends.
+    /// The connection's task: polls whenever woken, until the connection ends. While a
+    /// caller polls, the task passes: the caller sees what woke it, and sends a wake it leaves
+    /// here (on a multi-thread runtime, waiting for the caller blocked a worker).
     fn poll_task(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.poll_loop.register(cx.waker());
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let Some(mut connection) = self.try_connection() else {
+            return Poll::Pending;
+        };
         if self.poll_connection(&mut connection) {
             Poll::Ready(())
         } else {
@@ -589,6 +601,96 @@ mod tests {
             .expect("the plugin never heard the call was given up")
             .unwrap();
         assert_eq!(reason, Some(h2::Reason::CANCEL));
+    }
+
+    #[test]
+    fn the_connections_task_passes_while_a_caller_polls() {
+        // One worker: a task that blocks it stops every other task.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let driver = Arc::new(Driver {
+            connection: Mutex::new(None),
+            poll_loop: PollLoop::new(),
+            closed: AtomicBool::new(false),
+            plugin: "test".to_owned(),
+        });
+        // A caller in the middle of its poll.
+        let polling = driver.connection.lock().unwrap();
+        let task = Arc::clone(&driver);
+        runtime.spawn(std::future::poll_fn(move |cx| task.poll_task(cx)));
+        let (ran, other_task) = std::sync::mpsc::channel();
+        runtime.spawn(async move { ran.send(()).unwrap() });
+        let worker_free = other_task.recv_timeout(std::time::Duration::from_secs(10));
+        drop(polling);
+        runtime.shutdown_background();
+        assert!(
+            worker_free.is_ok(),
+            "the connection's task blocked its worker waiting for the caller"
+        );
+    }
+
+    /// A socket that is always busy: every read finds nothing yet and wakes its reader again.
+    struct Busy;
+
+    impl tokio::io::AsyncRead for Busy {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Busy {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bytes: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(bytes.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_polling_a_busy_connection_leaves_the_wake_to_the_task() {
+        use futures_util::task::ArcWake;
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl ArcWake for Count {
+            fn wake_by_ref(this: &Arc<Self>) {
+                this.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let busy: Box<dyn Io> = Box::new(Busy);
+        let (_sender, connection) = h2::client::handshake(busy).await.unwrap();
+        let driver = Driver {
+            connection: Mutex::new(Some(connection)),
+            poll_loop: PollLoop::new(),
+            closed: AtomicBool::new(false),
+            plugin: "test".to_owned(),
+        };
+        let task = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        driver
+            .poll_loop
+            .register(&futures_util::task::waker(Arc::clone(&task)));
+        // Every poll is woken again: the caller gives up after a few, and the last wake must
+        // reach the task — lost, the connection would not be polled until something else woke
+        // it (every call waiting on it hung until the next health check).
+        driver.send(|| ());
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "the wake of the caller's last poll was lost"
+        );
     }
 
     #[test]

@@ -99,8 +99,7 @@ impl Served {
         let accepting = &mut self.accepting;
         poll_loop.absorbing(|wakes| {
             let mut cx = Context::from_waker(poll_loop.waker());
-            for _ in 0..POLLS_PER_WAKE {
-                wakes.take();
+            let ended = wakes.repeat(POLLS_PER_WAKE, || {
                 // Reads what came, writes what was queued, and yields new requests.
                 while *accepting {
                     match connection.poll_accept(&mut cx) {
@@ -109,7 +108,7 @@ impl Served {
                         }
                         Poll::Ready(Some(Err(error))) => {
                             tracing::debug!(%error, "the host's connection failed");
-                            return Poll::Ready(());
+                            return Some(());
                         }
                         Poll::Ready(None) => *accepting = false,
                         Poll::Pending => break,
@@ -117,14 +116,12 @@ impl Served {
                 }
                 while let Poll::Ready(Some(())) = calls.poll_next_unpin(&mut cx) {}
                 // A closed connection can send nothing more: its calls end with it.
-                if !*accepting {
-                    return Poll::Ready(());
-                }
-                if !wakes.take() {
-                    break;
-                }
+                (!*accepting).then_some(())
+            });
+            match ended {
+                Some(()) => Poll::Ready(()),
+                None => Poll::Pending,
             }
-            Poll::Pending
         })
     }
 }

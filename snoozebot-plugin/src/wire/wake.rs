@@ -48,8 +48,26 @@ pub(crate) struct Wakes<'a>(&'a LoopState);
 
 impl Wakes<'_> {
     /// Whether anything woke the connection since the last call: it must be polled again.
-    pub(crate) fn take(&self) -> bool {
+    fn take(&self) -> bool {
         self.0.missed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Runs `poll` (one poll of the connection; `Some` when it has ended) and again while
+    /// something woke the connection during the previous run, `times` runs at most. A wake
+    /// during the last is left to be sent on when the loop ends, so the task polls again.
+    pub(crate) fn repeat<T>(&self, times: usize, mut poll: impl FnMut() -> Option<T>) -> Option<T> {
+        for _ in 0..times {
+            // What woke it before this run, this run sees.
+            self.take();
+            if let Some(ended) = poll() {
+                return Some(ended);
+            }
+            if !self.take() {
+                return None;
+            }
+        }
+        self.0.missed.store(true, Ordering::SeqCst);
+        None
     }
 }
 
@@ -74,8 +92,8 @@ impl PollLoop {
         self.state.task.register(task);
     }
 
-    /// Runs `body` with wakes absorbed; `body` polls again while [`Wakes::take`] says so.
-    /// A wake it left untaken, or that came as it ended, wakes the task.
+    /// Runs `body` with wakes absorbed; `body` polls with [`Wakes::repeat`]. A wake it left,
+    /// or that came as it ended, wakes the task.
     pub(crate) fn absorbing<T>(&self, body: impl FnOnce(&Wakes<'_>) -> T) -> T {
         self.state.polling.store(true, Ordering::SeqCst);
         let result = body(&Wakes(&self.state));
@@ -116,6 +134,45 @@ mod tests {
             (first, wakes.take())
         });
         assert_eq!(repeated, (true, false));
+        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_wake_during_the_last_repeat_reaches_the_task() {
+        let (task, waker) = counted();
+        let poll_loop = PollLoop::new();
+        poll_loop.register(&waker);
+        let mut polls = 0;
+        poll_loop.absorbing(|wakes| {
+            // Every poll is woken again (a busy connection): the loop gives up after 3.
+            wakes.repeat(3, || {
+                polls += 1;
+                poll_loop.waker().wake_by_ref();
+                None::<()>
+            })
+        });
+        assert_eq!(polls, 3);
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the last wake was lost");
+    }
+
+    #[test]
+    fn a_quiet_poll_ends_the_repeats_and_an_ended_one_returns() {
+        let (task, waker) = counted();
+        let poll_loop = PollLoop::new();
+        poll_loop.register(&waker);
+        let mut polls = 0;
+        let ended = poll_loop.absorbing(|wakes| {
+            wakes.repeat(8, || {
+                polls += 1;
+                if polls == 1 {
+                    poll_loop.waker().wake_by_ref();
+                }
+                None::<()>
+            })
+        });
+        assert_eq!((ended, polls), (None, 2));
+        let ended = poll_loop.absorbing(|wakes| wakes.repeat(8, || Some("ended")));
+        assert_eq!(ended, Some("ended"));
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
     }
 
