@@ -442,13 +442,14 @@ fn main() {
     let go_p50 = median(&mut results[1].iter().map(|r| r.p50_us).collect::<Vec<_>>());
     let go_concurrent = median(&mut results[5].iter().map(|r| r.calls_per_s).collect::<Vec<_>>());
     println!(
-        "{:<52} {:>8} {:>8} {:>6} {:>6} {:>10} {:>16} {:>16}",
+        "{:<52} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>16} {:>16}",
         "setup",
         "p50 µs",
         "p99 µs",
         "/floor",
         "/go",
         "calls/s",
+        "slowest",
         "host sw/wr/cpu",
         "plugin sw/wr/cpu"
     );
@@ -460,6 +461,11 @@ fn main() {
         if rounds.is_empty() {
             continue;
         }
+        // The median hides a stall in fewer than half the rounds; the slowest round shows it.
+        let slowest = rounds
+            .iter()
+            .map(|r| r.calls_per_s)
+            .fold(f64::INFINITY, f64::min);
         let relative = if setup == 5 || setup == 6 || setup == 7 || setup == 9 {
             format!("{:>6} {:>6.2}", "", calls_per_s / go_concurrent)
         } else {
@@ -478,18 +484,19 @@ fn main() {
             }
         };
         println!(
-            "{:<52} {:>8.1} {:>8.1} {relative} {:>10.0} {:>16} {:>16}",
+            "{:<52} {:>8.1} {:>8.1} {relative} {:>10.0} {:>10.0} {:>16} {:>16}",
             SETUPS[setup],
             p50,
             pick(&|r| r.p99_us),
             calls_per_s,
+            slowest,
             counted(|r| r.host),
             counted(|r| r.plugin),
         );
     }
     println!(
         "\n(/floor and /go: p50 over the floor's and go-plugin's; for 8 callers, throughput over \
-         go-plugin's with 8. sw/wr/cpu: context switches / write system calls / CPU µs per call, \
+         go-plugin's with 8. slowest: the calls/s of the slowest round. sw/wr/cpu: context switches / write system calls / CPU µs per call, \
          all threads.)\n\
          load average after: {}\n",
         snoozebot_testkit::load_average()
