@@ -336,7 +336,7 @@ impl PluginClient {
     async fn batch(
         &self,
         ids: &[InstanceId],
-        method: &'static str,
+        method: &'static http::Uri,
         request: &impl prost::Message,
     ) -> Option<BatchResults> {
         let result = match self.supervisor.running() {
