@@ -64,6 +64,15 @@ struct Driver {
 }
 
 impl Driver {
+    fn new(connection: Option<H2Connection>, plugin: &str) -> Self {
+        Driver {
+            connection: Mutex::new(connection),
+            poll_loop: PollLoop::new(),
+            closed: AtomicBool::new(false),
+            plugin: plugin.to_owned(),
+        }
+    }
+
     /// The connection, unless someone is polling it (a panic in a poll does not keep it).
     fn try_connection(&self) -> Option<MutexGuard<'_, Option<H2Connection>>> {
         match self.connection.try_lock() {
@@ -327,8 +336,8 @@ impl http_body::Body for ResponseBody {
 pub(super) const ORIGIN: &str = "http://plugin.invalid";
 
 /// The URI of a `snoozebot.plugin.v1.CloudProvider` method, for [`Connection::unary`]: the
-/// [`ORIGIN`] and the method's path, parsed once (a parse a call was about 540 instructions,
-/// a clone of the parsed URI a few dozen).
+/// [`ORIGIN`] and the method's path, parsed once: parsing it on every call cost about 540
+/// instructions, cloning the parsed URI costs a few dozen.
 macro_rules! method {
     ($name:literal) => {{
         static URI: std::sync::LazyLock<http::Uri> = std::sync::LazyLock::new(|| {
@@ -413,12 +422,7 @@ pub(super) async fn connect(
         .handshake::<_, Bytes>(stream)
         .await
         .map_err(|error| plugin_error(name, format!("HTTP/2 handshake failed: {error}")))?;
-    let driver = Arc::new(Driver {
-        connection: Mutex::new(Some(connection)),
-        poll_loop: PollLoop::new(),
-        closed: AtomicBool::new(false),
-        plugin: name.to_owned(),
-    });
+    let driver = Arc::new(Driver::new(Some(connection), name));
     let task = Arc::clone(&driver);
     tokio::spawn(std::future::poll_fn(move |cx| task.poll_task(cx)));
     Ok(Connection { sender, driver })
@@ -614,12 +618,7 @@ mod tests {
             .worker_threads(1)
             .build()
             .unwrap();
-        let driver = Arc::new(Driver {
-            connection: Mutex::new(None),
-            poll_loop: PollLoop::new(),
-            closed: AtomicBool::new(false),
-            plugin: "test".to_owned(),
-        });
+        let driver = Arc::new(Driver::new(None, "test"));
         // A caller in the middle of its poll.
         let polling = driver.connection.lock().unwrap();
         let task = Arc::clone(&driver);
@@ -667,34 +666,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_stops_polling_a_busy_connection_leaves_the_wake_to_the_task() {
-        use futures_util::task::ArcWake;
-        struct Count(std::sync::atomic::AtomicUsize);
-        impl ArcWake for Count {
-            fn wake_by_ref(this: &Arc<Self>) {
-                this.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let busy: Box<dyn Io> = Box::new(Busy);
         let (_sender, connection) = h2::client::handshake(busy).await.unwrap();
-        let driver = Driver {
-            connection: Mutex::new(Some(connection)),
-            poll_loop: PollLoop::new(),
-            closed: AtomicBool::new(false),
-            plugin: "test".to_owned(),
-        };
-        let task = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
-        driver
-            .poll_loop
-            .register(&futures_util::task::waker(Arc::clone(&task)));
+        let driver = Driver::new(Some(connection), "test");
+        let (task, waker) = crate::wire::counting::counted();
+        driver.poll_loop.register(&waker);
         // Every poll is woken again: the caller gives up after a few, and the last wake must
         // reach the task — lost, the connection would not be polled until something else woke
         // it (every call waiting on it hung until the next health check).
         driver.send(|| ());
-        assert_eq!(
-            task.0.load(Ordering::SeqCst),
-            1,
-            "the wake of the caller's last poll was lost"
-        );
+        assert_eq!(task.get(), 1, "the wake of the caller's last poll was lost");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) use handshake::{
 #[cfg(any(feature = "host", feature = "serve"))]
 pub(crate) use stream::{tcp as readable_only_tcp, unix as readable_only_unix};
 pub(crate) use tls::{LaunchIdentity, TLS_SERVER_NAME, parse_host_cert};
+#[cfg(all(test, feature = "host"))]
+pub(crate) use wake::counting;
 #[cfg(any(feature = "host", feature = "serve"))]
 pub(crate) use {body::RecvBody, wake::PollLoop};
 

@@ -105,43 +105,66 @@ impl PollLoop {
     }
 }
 
+/// Test support: a waker that counts its wakes.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
+pub(crate) mod counting {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
 
-    struct Count(AtomicUsize);
+    use futures_util::task::ArcWake;
+
+    /// How many times its waker was woken.
+    pub(crate) struct Count(AtomicUsize);
+
+    impl Count {
+        pub(crate) fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
     impl ArcWake for Count {
         fn wake_by_ref(this: &Arc<Self>) {
             this.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    fn counted() -> (Arc<Count>, Waker) {
+    /// A waker, and the count of its wakes.
+    pub(crate) fn counted() -> (Arc<Count>, Waker) {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = futures_util::task::waker(Arc::clone(&count));
         (count, waker)
     }
+}
 
-    #[test]
-    fn a_wake_inside_the_loop_is_taken_by_the_loop_and_not_sent() {
+#[cfg(test)]
+mod tests {
+    use super::counting::{Count, counted};
+    use super::*;
+
+    /// A loop whose task is a counted waker.
+    fn registered() -> (Arc<Count>, PollLoop) {
         let (task, waker) = counted();
         let poll_loop = PollLoop::new();
         poll_loop.register(&waker);
+        (task, poll_loop)
+    }
+
+    #[test]
+    fn a_wake_inside_the_loop_is_taken_by_the_loop_and_not_sent() {
+        let (task, poll_loop) = registered();
         let repeated = poll_loop.absorbing(|wakes| {
             poll_loop.waker().wake_by_ref();
             let first = wakes.take();
             (first, wakes.take())
         });
         assert_eq!(repeated, (true, false));
-        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert_eq!(task.get(), 0);
     }
 
     #[test]
     fn a_wake_during_the_last_repeat_reaches_the_task() {
-        let (task, waker) = counted();
-        let poll_loop = PollLoop::new();
-        poll_loop.register(&waker);
+        let (task, poll_loop) = registered();
         let mut polls = 0;
         poll_loop.absorbing(|wakes| {
             // Every poll is woken again (a busy connection): the loop gives up after 3.
@@ -152,14 +175,12 @@ mod tests {
             })
         });
         assert_eq!(polls, 3);
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the last wake was lost");
+        assert_eq!(task.get(), 1, "the last wake was lost");
     }
 
     #[test]
     fn a_quiet_poll_ends_the_repeats_and_an_ended_one_returns() {
-        let (task, waker) = counted();
-        let poll_loop = PollLoop::new();
-        poll_loop.register(&waker);
+        let (task, poll_loop) = registered();
         let mut polls = 0;
         let ended = poll_loop.absorbing(|wakes| {
             wakes.repeat(8, || {
@@ -173,7 +194,7 @@ mod tests {
         assert_eq!((ended, polls), (None, 2));
         let ended = poll_loop.absorbing(|wakes| wakes.repeat(8, || Some("ended")));
         assert_eq!(ended, Some("ended"));
-        assert_eq!(task.0.load(Ordering::SeqCst), 0);
+        assert_eq!(task.get(), 0);
     }
 
     #[test]
@@ -182,11 +203,11 @@ mod tests {
         let poll_loop = PollLoop::new();
         poll_loop.register(&waker);
         poll_loop.absorbing(|_| poll_loop.waker().wake_by_ref());
-        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        assert_eq!(task.get(), 1);
         // Woken, the task polls again and registers again.
         poll_loop.register(&waker);
         poll_loop.waker().wake_by_ref();
-        assert_eq!(task.0.load(Ordering::SeqCst), 2);
+        assert_eq!(task.get(), 2);
     }
 
     #[test]
@@ -204,7 +225,7 @@ mod tests {
                 wakes.take()
             });
             waking.join().unwrap();
-            let sent = task.0.load(Ordering::SeqCst);
+            let sent = task.get();
             assert!(taken || sent == 1, "a wake was lost");
         }
     }
